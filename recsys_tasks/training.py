@@ -1,0 +1,186 @@
+"""Train the candidate models on the days before the holdout, score them on it, and refit the best on all of it."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from recsys_tasks import metrics
+from recsys_tasks.build import build_interactions, end_of
+from recsys_tasks.config import Settings
+from recsys_tasks.models import build_model, load_model
+from recsys_tasks.models.topk import top_k
+from recsys_tasks.runlog import code_version
+from recsys_tasks.training_data import load_training_data, seen_mask, target_event_type
+from recsys_tasks.warehouse import sql, work_db
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """The time-based split of one run: train on events before `start`, score on [start, until)."""
+    start: datetime
+    until: datetime
+
+    @classmethod
+    def for_day(cls, ds: date, days: int) -> "Holdout":
+        until = end_of(ds)
+        return cls(start=until - timedelta(days=days), until=until)
+
+
+def model_params(settings: Settings, name: str) -> dict:
+    """Return the hyper-parameters the settings give a model."""
+    return {
+        "ease": {"lam": settings.ease_lambda, "max_items": settings.ease_max_items},
+        "itemknn": {"neighbours": settings.knn_neighbours},
+    }.get(name, {})
+
+
+def model_dir(settings: Settings, ds: date, kind: str, name: str) -> Path:
+    """Return where a model artefact of a run lives: models/<ds>/<candidates|served>/<name>."""
+    return settings.models_dir / ds.isoformat() / kind / name
+
+
+def _fit_and_save(settings: Settings, name: str, data, target: Path, manifest: dict) -> dict:
+    started = time.perf_counter()
+    model = build_model(name, **model_params(settings, name)).fit(data)
+    took = time.perf_counter() - started
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    model.save(target)
+    info = {**manifest, "model": name, "params": model_params(settings, name), "fit_seconds": round(took, 3),
+            "scale_limits": model.scale_limits, "n_users": len(data.users), "n_items": len(data.items),
+            "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat()}
+    (target / "manifest.json").write_text(json.dumps(info, indent=2, default=str))
+    log.info("fit %s on %d users x %d items in %.1fs", name, len(data.users), len(data.items), took)
+    return info
+
+
+def train_candidates(settings: Settings, ds: date, run_id: str) -> dict:
+    """Fit every candidate model on the events before the holdout window."""
+    holdout = Holdout.for_day(ds, settings.holdout_days)
+    with work_db(settings) as con:
+        build_interactions(con, settings, "interactions_holdout", holdout.start)
+        data = load_training_data(con, settings, "interactions_holdout", holdout.start, ds)
+    window = {"train_until": holdout.start, "holdout_until": holdout.until, "ds": ds}
+    for name in settings.models:
+        _fit_and_save(settings, name, data, model_dir(settings, ds, "candidates", name), window)
+    return {"candidate_models": len(settings.models), "holdout_train_users": len(data.users)}
+
+
+def holdout_targets(con, data, holdout: Holdout, event_type: str) -> tuple[np.ndarray, list[set[int]]]:
+    """Return evaluated users (indices into data.users) and each one's target item indices."""
+    frame = con.execute(sql("train/holdout_targets"),
+                        {"start": holdout.start, "until": holdout.until, "target_type": event_type}).pl()
+    users = {u: i for i, u in enumerate(data.users)}
+    items = {i: j for j, i in enumerate(data.items)}
+    frame = frame.filter(pl.col("user_id").is_in(data.users) & pl.col("item_id").is_in(data.items))
+    targets: dict[int, set[int]] = {}
+    for user, item in frame.iter_rows():
+        targets.setdefault(users[user], set()).add(items[item])
+    order = np.asarray(sorted(targets), dtype=np.int64)
+    return order, [targets[u] for u in order]
+
+
+def score_tracks(model, user_idx: np.ndarray, targets: list[set[int]], history, k: int) -> list[dict]:
+    """Return recall and NDCG at k on the all track and the new track (history removed) for one model."""
+    rows = []
+    top_all, _ = top_k(model, user_idx, k)
+    rows += [{"track": "all", "metric": m, "value": v, "n_users": len(user_idx)}
+             for m, v in metrics.recall_ndcg(top_all, targets, k).items()]
+    new_targets = [t - set(history[u].indices) for u, t in zip(user_idx, targets)]
+    keep = np.asarray([bool(t) for t in new_targets])
+    if keep.any():
+        top_new, _ = top_k(model, user_idx[keep], k, exclude=history[user_idx[keep]])
+        kept = [t for t, ok in zip(new_targets, keep) if ok]
+        rows += [{"track": "new", "metric": m, "value": v, "n_users": int(keep.sum())}
+                 for m, v in metrics.recall_ndcg(top_new, kept, k).items()]
+    return rows
+
+
+def evaluate(settings: Settings, ds: date, run_id: str) -> dict:
+    """Score every candidate on the holdout into metrics.offline_eval and choose the one to serve."""
+    holdout = Holdout.for_day(ds, settings.holdout_days)
+    with work_db(settings) as con:
+        data = load_training_data(con, settings, "interactions_holdout", holdout.start, ds)
+        event_type = target_event_type(con)
+        users, targets = holdout_targets(con, data, holdout, event_type)
+        history = seen_mask(con, "interactions_holdout", data, event_type)
+        records = []
+        for name in settings.models:
+            model = load_model(model_dir(settings, ds, "candidates", name))
+            for row in (score_tracks(model, users, targets, history, settings.eval_k) if len(users) else []):
+                records.append({"model": name, **row})
+        served, why = choose(records, settings)
+        frame = pl.DataFrame(
+            [{"ds": ds, "model": r["model"], "split": "holdout", "track": r["track"], "metric": r["metric"],
+              "k": settings.eval_k, "value": float(r["value"]), "n_users": r["n_users"],
+              "served": r["model"] == served, "train_until": holdout.start.date(),
+              "eval_from": holdout.start.date(), "eval_until": ds} for r in records],
+            schema={"ds": pl.Date, "model": pl.Utf8, "split": pl.Utf8, "track": pl.Utf8, "metric": pl.Utf8,
+                    "k": pl.Int32, "value": pl.Float64, "n_users": pl.Int64, "served": pl.Boolean,
+                    "train_until": pl.Date, "eval_from": pl.Date, "eval_until": pl.Date})
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM metrics.offline_eval WHERE ds = ?", [ds])
+        con.register("eval_rows", frame.to_arrow())
+        con.execute("INSERT INTO metrics.offline_eval SELECT * FROM eval_rows")
+        con.unregister("eval_rows")
+        con.execute("COMMIT")
+    choice = {"served_model": served, "reason": why, "target_event_type": event_type,
+              "holdout_users": int(len(users))}
+    path = settings.models_dir / ds.isoformat() / "choice.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(choice, indent=2))
+    log.info("evaluate %s: serving %s (%s)", ds, served, why)
+    return {"offline_eval": frame.height, "holdout_users": int(len(users))}
+
+
+def choose(records: list[dict], settings: Settings) -> tuple[str, str]:
+    """Return the model with the best selection metric on the all track, and why (ties: listed order)."""
+    scores = {r["model"]: r["value"] for r in records
+              if r["track"] == "all" and r["metric"] == settings.selection_metric}
+    if not scores:
+        fallback = "popularity" if "popularity" in settings.models else settings.models[0]
+        return fallback, "no holdout users to compare models on; serving the simplest candidate"
+    best = max(settings.models, key=lambda m: (scores.get(m, -1.0), -settings.models.index(m)))
+    return best, f"best {settings.selection_metric}@{settings.eval_k} on the all track: {scores[best]:.4f}"
+
+
+def served_choice(settings: Settings, ds: date) -> dict:
+    """Return the evaluate stage's choice for ds."""
+    return json.loads((settings.models_dir / ds.isoformat() / "choice.json").read_text())
+
+
+def train_served(settings: Settings, ds: date, run_id: str) -> dict:
+    """Refit the chosen model on every event up to the end of ds and save it as the day's served artefact."""
+    choice = served_choice(settings, ds)
+    name = choice["served_model"]
+    with work_db(settings) as con:
+        data = load_training_data(con, settings, "interactions", end_of(ds), ds)
+        evals = con.execute("SELECT track, metric, value FROM metrics.offline_eval WHERE ds = ? AND model = ?",
+                            [ds, name]).fetchall()
+        window = con.execute("SELECT min(dt), max(dt) FROM staging.events").fetchone()
+    manifest = {"ds": ds, "data_from": window[0], "data_until": window[1], "choice": choice,
+                "holdout_metrics": [dict(zip(("track", "metric", "value"), e)) for e in evals]}
+    target = model_dir(settings, ds, "served", name)
+    if target.parent.exists():
+        shutil.rmtree(target.parent)  # a re-run of the day replaces its served model
+    _fit_and_save(settings, name, data, target, manifest)
+    return {"served_model_users": len(data.users), "served_model_items": len(data.items)}
+
+
+def served_model_path(settings: Settings, ds: date) -> Path:
+    """Return the directory of the model served for ds."""
+    return model_dir(settings, ds, "served", served_choice(settings, ds)["served_model"])
+
+
+__all__ = ["train_candidates", "evaluate", "train_served", "served_model_path", "Holdout", "asdict"]

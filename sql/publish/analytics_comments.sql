@@ -1,0 +1,27 @@
+-- Comments on the analysts' tables; runs on the freshly built analytics file before it replaces the old one.
+COMMENT ON TABLE recs.user_topk IS 'Top-K recommendations per known user and day (ds). rank starts at 1.';
+COMMENT ON COLUMN recs.user_topk.ds IS 'Day D of the nightly run (data up to the end of D, UTC)';
+COMMENT ON COLUMN recs.user_topk.user_id IS 'Shop user id';
+COMMENT ON COLUMN recs.user_topk.rank IS 'Position in the list, 1 = first';
+COMMENT ON COLUMN recs.user_topk.item_id IS 'Recommended item';
+COMMENT ON COLUMN recs.user_topk.score IS 'Model score (comparable within one user and model; NULL for popularity fill)';
+COMMENT ON COLUMN recs.user_topk.strategy IS 'Which evidence produced the item: repeat, itemknn, ease, popularity, popularity_fill, ...';
+COMMENT ON COLUMN recs.user_topk.reason IS 'Human-readable explanation shown next to the item';
+COMMENT ON COLUMN recs.user_topk.model IS 'Served model and the day it was trained (name@ds)';
+COMMENT ON COLUMN recs.user_topk.variant IS 'A/B variant the user is bucketed in';
+COMMENT ON TABLE recs.default_topk IS 'Lists for users without history: overall (segment = all) and per segment';
+COMMENT ON TABLE recs.item_similar IS 'Item-to-item neighbours by behaviour (co-interaction cosine) and text (MiniLM cosine)';
+COMMENT ON TABLE features.user_profile IS 'Per user and day: activity by event type, recency/frequency/monetary, tastes, segment, history embedding';
+COMMENT ON COLUMN features.user_profile.recency_days IS 'Days between the last event and ds';
+COMMENT ON COLUMN features.user_profile.frequency IS 'Sessions (or invoices) with a purchase';
+COMMENT ON COLUMN features.user_profile.monetary IS 'Purchase revenue (quantity x price) in the history window';
+COMMENT ON COLUMN features.user_profile.history_embedding IS 'Recency-weighted mean MiniLM embedding of the last items the user interacted with';
+COMMENT ON TABLE features.item_knowledge IS 'Per item and day: catalogue attributes, popularity, trend, co-purchases, MiniLM text embedding';
+COMMENT ON COLUMN features.item_knowledge.trend_7d IS '(events in the last 7 days + 1) / (events in the 7 days before + 1)';
+COMMENT ON COLUMN features.item_knowledge.co_purchased IS 'Up to 10 items most often carted or bought in the same session';
+COMMENT ON COLUMN features.item_knowledge.text_embedding IS 'all-MiniLM-L6-v2 embedding of title. brand. category. description (L2-normalised)';
+COMMENT ON TABLE metrics.offline_eval IS 'Holdout metrics of every candidate model per day; served = the model published that day';
+COMMENT ON TABLE quality.validation_runs IS 'Great Expectations results per run, suite and rule';
+COMMENT ON TABLE quality.quarantine IS 'Input rows that broke a validation rule, with file, row and the raw record';
+COMMENT ON TABLE ops.pipeline_runs IS 'One row per nightly run: status, row counts, served model, code version, stage durations';
+COMMENT ON VIEW recs.latest_user_topk IS 'recs.user_topk of the latest published day';
