@@ -1,0 +1,132 @@
+"""The nightly DAG end to end through Airflow's dag.test() on a small generated shop, with real DuckDB, GE and MiniLM."""
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from recsys_tasks import demo_logs
+from tests.integration.pipeline_runner import analytics, run_day, snapshot, work
+
+START = date(2024, 3, 1)
+DAYS = 12
+D = START + timedelta(days=DAYS - 2)  # the run date; the generator's last day lies after it
+TOP_K = 10
+
+# run-specific columns: everything else must be identical when a day is run twice
+RUN_COLUMNS = ("run_id", "validated_at", "started_at", "finished_at", "stage_durations", "code_version")
+
+
+@pytest.fixture(scope="module")
+def shop(airflow_db, tmp_path_factory) -> dict:
+    """Generate a small demo shop and run the DAG for day D once."""
+    root = tmp_path_factory.mktemp("shop")
+    landing = root / "landing"
+    report = demo_logs.generate(landing, start=START, days=DAYS, seed=3, n_users=150, n_items=90,
+                                malformed_share=0.01)
+    home = root / "home"
+    conf = {"source": "landing", "landing": str(landing), "top_k": TOP_K, "holdout_days": 3}
+    state = run_day(home, D, **conf)
+    return {"home": home, "landing": landing, "report": report, "conf": conf, "state": state}
+
+
+def test_run_succeeds_and_publishes_every_table(shop):
+    assert shop["state"] == "success"
+    with analytics(shop["home"]) as con:
+        for table in ("recs.user_topk", "recs.default_topk", "recs.item_similar", "features.user_profile",
+                      "features.item_knowledge", "metrics.offline_eval", "quality.validation_runs",
+                      "quality.quarantine", "ops.pipeline_runs"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
+        assert con.execute("SELECT count(*) FROM recs.latest_user_topk").fetchone()[0] > 0
+        status = con.execute("SELECT status, model FROM ops.pipeline_runs WHERE ds = ?", [D]).fetchall()
+        assert status and status[0][0] == "success" and status[0][1]
+
+
+def test_every_known_user_gets_top_k_distinct_items_with_reasons(shop):
+    with analytics(shop["home"]) as con:
+        users = con.execute("SELECT count(*) FROM features.user_profile WHERE ds = ?", [D]).fetchone()[0]
+        per_user = con.execute(
+            "SELECT user_id, count(*), count(DISTINCT item_id), min(rank), max(rank), count(reason) "
+            "FROM recs.user_topk WHERE ds = ? GROUP BY user_id", [D]).fetchall()
+        assert len(per_user) == users
+        for _, n, distinct, lo, hi, reasons in per_user:
+            assert (n, distinct, lo, hi, reasons) == (TOP_K, TOP_K, 1, TOP_K, TOP_K)
+        # never an item nobody has seen by D, and every recommended item is in the catalogue of D
+        unknown = con.execute("SELECT count(*) FROM recs.user_topk AS r ANTI JOIN features.item_knowledge AS k "
+                              "ON k.item_id = r.item_id AND k.ds = r.ds WHERE r.ds = ?", [D]).fetchone()[0]
+        assert unknown == 0
+        cols = {r[0]: r[1] for r in con.execute("DESCRIBE recs.user_topk").fetchall()}
+        assert cols == {"ds": "DATE", "user_id": "VARCHAR", "rank": "INTEGER", "item_id": "VARCHAR",
+                        "score": "DOUBLE", "strategy": "VARCHAR", "reason": "VARCHAR", "model": "VARCHAR",
+                        "variant": "VARCHAR"}
+
+
+def test_because_reasons_cite_an_item_from_the_users_history(shop):
+    with analytics(shop["home"]) as con, work(shop["home"]) as w:
+        titles: dict[str, set] = {}
+        for title, item in con.execute("SELECT title, item_id FROM features.item_knowledge WHERE ds = ?", [D]).fetchall():
+            titles.setdefault(title, set()).add(item)
+        rows = con.execute("SELECT user_id, reason FROM recs.user_topk WHERE ds = ? AND reason LIKE 'Because you%'",
+                           [D]).fetchall()
+        history = {}
+        for user, item in w.execute("SELECT user_id, item_id FROM clean.events WHERE dt <= ?", [D]).fetchall():
+            history.setdefault(user, set()).add(item)
+    checked = 0
+    for user, reason in rows:
+        title = reason.split(" ", 3)[3]  # "Because you bought <title>" / "Because you looked at <title>"
+        title = title[3:] if title.startswith("at ") else title
+        assert titles.get(title, set()) & history[user], (user, reason)
+        checked += 1
+    assert checked > 0
+
+
+def test_model_choice_is_recorded_and_unknown_users_get_default_lists(shop):
+    with analytics(shop["home"]) as con:
+        models = {r[0] for r in con.execute("SELECT DISTINCT model FROM metrics.offline_eval WHERE ds = ?", [D]).fetchall()}
+        assert models == {"popularity", "repeat", "itemknn", "ease"}
+        served = con.execute("SELECT DISTINCT model FROM metrics.offline_eval WHERE ds = ? AND served", [D]).fetchall()
+        assert len(served) == 1
+        best = con.execute("SELECT model FROM metrics.offline_eval WHERE ds = ? AND track = 'all' AND metric = 'ndcg' "
+                           "ORDER BY value DESC LIMIT 1", [D]).fetchone()[0]
+        best_value, served_value = con.execute(
+            "SELECT max(value), max(value) FILTER (WHERE served) FROM metrics.offline_eval "
+            "WHERE ds = ? AND track = 'all' AND metric = 'ndcg'", [D]).fetchone()
+        assert served_value == best_value, best
+        assert con.execute("SELECT model FROM ops.pipeline_runs WHERE ds = ?", [D]).fetchone()[0] == served[0][0]
+        overall = con.execute("SELECT count(*), count(DISTINCT item_id) FROM recs.default_topk "
+                              "WHERE ds = ? AND segment = 'all'", [D]).fetchone()
+        assert overall[0] == overall[1] == TOP_K
+
+
+def test_malformed_rows_are_quarantined_and_valid_rows_kept(shop):
+    with work(shop["home"]) as w:
+        quarantined = w.execute("SELECT count(*) FROM quality.quarantine WHERE kind = 'events'").fetchone()[0]
+        landed = w.execute("SELECT sum(n_rows) FROM raw.partitions WHERE kind = 'events'").fetchone()[0]
+        clean = w.execute("SELECT count(*) FROM clean.events").fetchone()[0]
+        newest = w.execute("SELECT max(dt) FROM raw.partitions").fetchone()[0]
+    assert quarantined > 0
+    assert clean + quarantined == landed  # no valid row lost, no row counted twice
+    assert newest == D  # the generator's last day lies after D and was never read
+
+
+def test_same_day_twice_and_a_later_partition_change_nothing(shop):
+    home, conf = shop["home"], shop["conf"]
+    tables = ("recs.user_topk", "recs.default_topk", "recs.item_similar", "features.user_profile",
+              "features.item_knowledge", "metrics.offline_eval", "quality.quarantine")
+    with analytics(home) as con:
+        before = {t: snapshot(con, t, RUN_COLUMNS) for t in tables}
+    assert run_day(home, D, **conf) == "success"
+    with analytics(home) as con:
+        assert {t: snapshot(con, t, RUN_COLUMNS) for t in tables} == before
+        assert con.execute("SELECT count(*) FROM ops.pipeline_runs WHERE ds = ?", [D]).fetchone()[0] == 2
+    # a partition dated after D appears (tomorrow's drop): the run for D must not see it
+    later = shop["landing"] / "events" / f"dt={D + timedelta(days=3)}"
+    later.mkdir(parents=True)
+    src = sorted((shop["landing"] / "events" / f"dt={D}").iterdir())[0]
+    shutil.copy(src, later / src.name)
+    assert run_day(home, D, **conf) == "success"
+    with analytics(home) as con:
+        assert {t: snapshot(con, t, RUN_COLUMNS) for t in tables} == before
+    shutil.rmtree(later)
