@@ -9,7 +9,7 @@ import polars as pl
 
 from recsys_tasks import text_encoder
 from recsys_tasks.config import Settings
-from recsys_tasks.warehouse import publish_day, run, work_db
+from recsys_tasks.warehouse import fetch_frame, publish_day, run, work_db
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def item_knowledge(settings: Settings, ds: date, run_id: str) -> dict:
     with work_db(settings) as con:
         run(con, "features/basket_lines", ds=ds, window_days=settings.history_window_days)
         run(con, "features/item_knowledge", ds=ds, popularity_days=settings.popularity_days)
-        base = con.execute("SELECT item_id, item_text FROM staging.item_knowledge_base ORDER BY item_id").pl()
+        base = fetch_frame(con, "SELECT item_id, item_text FROM staging.item_knowledge_base ORDER BY item_id")
         texts = base["item_text"].fill_null("").to_list()
         emb, new = text_encoder.cached_embeddings(con, texts, batch_size=settings.encoder_batch_size)
         frame = pl.DataFrame({"item_id": base["item_id"], "text_hash": [text_encoder.text_hash(t) for t in texts],
@@ -59,9 +59,9 @@ def user_profile(settings: Settings, ds: date, run_id: str) -> dict:
     """Build features.user_profile for ds: activity, RFM, affinities, segment and a history embedding."""
     with work_db(settings) as con:
         run(con, "features/user_profile", ds=ds)
-        items = con.execute("SELECT item_id, text_embedding FROM features.item_knowledge WHERE ds = ? "
-                            "ORDER BY item_id", [ds]).pl()
-        histories = con.execute("SELECT user_id, item_id, last_ts FROM staging.interactions").pl()
+        items = fetch_frame(con, "SELECT item_id, text_embedding FROM features.item_knowledge WHERE ds = ? "
+                            "ORDER BY item_id", [ds])
+        histories = fetch_frame(con, "SELECT user_id, item_id, last_ts FROM staging.interactions")
         emb = history_embeddings(histories, items, settings.history_embedding_items)
         con.register("history_embeddings", emb.to_arrow())
         con.execute("CREATE OR REPLACE TABLE staging.user_profile AS SELECT p.*, h.history_embedding "

@@ -15,7 +15,7 @@ from recsys_tasks.models.topk import top_k
 from recsys_tasks.reasons import reason_text
 from recsys_tasks.training import served_choice, served_model_path
 from recsys_tasks.training_data import load_training_data, seen_mask
-from recsys_tasks.warehouse import publish_day, sql, work_db
+from recsys_tasks.warehouse import fetch_frame, publish_day, sql, work_db
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def default_lists(con, settings: Settings, data, ds: date, unavailable: np.ndarr
         "item_id": [data.items[i] for i in available],
         "score": [float(data.recent_popularity[i]) for i in available],
         "strategy": "popularity", "reason": "Popular with shoppers right now"}))
-    seg = con.execute(sql("recommend/segment_popularity"),
-                      {**interaction_params(settings, end_of(ds)), "days": settings.popularity_days}).pl()
+    seg = fetch_frame(con, sql("recommend/segment_popularity"),
+                      {**interaction_params(settings, end_of(ds)), "days": settings.popularity_days})
     gone = {data.items[i] for i in np.flatnonzero(unavailable)}
     seg = seg.filter(~pl.col("item_id").is_in(list(gone)) & pl.col("item_id").is_in(data.items))
     active = seg.group_by("segment").agg(pl.col("users").max().alias("n")).filter(pl.col("n") >= MIN_SEGMENT_USERS)
@@ -140,8 +140,8 @@ def recommend(settings: Settings, ds: date, run_id: str) -> dict:
     model = load_model(served_model_path(settings, ds))
     with work_db(settings) as con:
         data = load_training_data(con, settings, "interactions", end_of(ds), ds)
-        catalogue = con.execute("SELECT item_id, title, available, text_embedding FROM features.item_knowledge "
-                                "WHERE ds = ?", [ds]).pl()
+        catalogue = fetch_frame(con, "SELECT item_id, title, available, text_embedding FROM features.item_knowledge "
+                                "WHERE ds = ?", [ds])
         known = dict(zip(catalogue["item_id"].to_list(), range(catalogue.height)))
         titles = [catalogue["title"][known[i]] if i in known else i for i in data.items]
         unavailable = np.asarray([i in known and catalogue["available"][known[i]] is False for i in data.items])

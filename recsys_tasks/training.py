@@ -5,7 +5,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from recsys_tasks.models import build_model, load_model
 from recsys_tasks.models.topk import top_k
 from recsys_tasks.runlog import code_version
 from recsys_tasks.training_data import load_training_data, seen_mask, target_event_type
-from recsys_tasks.warehouse import sql, work_db
+from recsys_tasks.warehouse import fetch_frame, sql, work_db
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +79,13 @@ def train_candidates(settings: Settings, ds: date, run_id: str) -> dict:
 
 def holdout_targets(con, data, holdout: Holdout, event_type: str) -> tuple[np.ndarray, list[set[int]]]:
     """Return evaluated users (indices into data.users) and each one's target item indices."""
-    frame = con.execute(sql("train/holdout_targets"),
-                        {"start": holdout.start, "until": holdout.until, "target_type": event_type}).pl()
+    rows = fetch_frame(con, sql("train/holdout_targets"),
+                        {"start": holdout.start, "until": holdout.until, "target_type": event_type})
     users = {u: i for i, u in enumerate(data.users)}
     items = {i: j for j, i in enumerate(data.items)}
-    frame = frame.filter(pl.col("user_id").is_in(data.users) & pl.col("item_id").is_in(data.items))
+    rows = rows.filter(pl.col("user_id").is_in(data.users) & pl.col("item_id").is_in(data.items))
     targets: dict[int, set[int]] = {}
-    for user, item in frame.iter_rows():
+    for user, item in rows.iter_rows():
         targets.setdefault(users[user], set()).add(items[item])
     order = np.asarray(sorted(targets), dtype=np.int64)
     return order, [targets[u] for u in order]
@@ -183,4 +183,3 @@ def served_model_path(settings: Settings, ds: date) -> Path:
     return model_dir(settings, ds, "served", served_choice(settings, ds)["served_model"])
 
 
-__all__ = ["train_candidates", "evaluate", "train_served", "served_model_path", "Holdout", "asdict"]

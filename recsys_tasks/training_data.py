@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from recsys_tasks.build import interaction_params
 from recsys_tasks.config import Settings
 from recsys_tasks.models.base import TrainingData
-from recsys_tasks.warehouse import sql
+from recsys_tasks.warehouse import fetch_frame, sql
 
 
 def target_event_type(con) -> str:
@@ -30,23 +30,23 @@ def _matrix(frame: pl.DataFrame, column: str, users: dict, items: dict) -> sp.cs
 
 def load_training_data(con, settings: Settings, table: str, until: datetime, as_of: date) -> TrainingData:
     """Build TrainingData from staging.<table> (interactions before `until`) and the catalogue known then."""
-    inter = con.execute(
+    inter = fetch_frame(con, 
         f"SELECT user_id, item_id, weight, n_purchases, n_ratings, "
         f"date_diff('day', last_purchase_ts, ?) AS last_purchase_age_days FROM staging.{table}", [until]
-    ).pl()
-    catalogue = con.execute(
+    )
+    catalogue = fetch_frame(con, 
         "SELECT item_id FROM staging.items WHERE first_seen < CAST(? AS DATE) "
         "UNION SELECT DISTINCT item_id FROM staging.{t} ORDER BY item_id".replace("{t}", table), [until]
-    ).pl()["item_id"].to_list()
-    segments = con.execute(
+    )["item_id"].to_list()
+    segments = fetch_frame(con, 
         f"SELECT s.user_id, s.segment FROM staging.user_segments AS s "
         f"WHERE s.user_id IN (SELECT user_id FROM staging.{table}) ORDER BY s.user_id"
-    ).pl()
+    )
     users = segments["user_id"].to_list()
     user_index = {u: i for i, u in enumerate(users)}
     item_index = {i: j for j, i in enumerate(catalogue)}
-    popularity = con.execute(sql("train/recent_popularity"),
-                             {**interaction_params(settings, until), "days": settings.popularity_days}).pl()
+    popularity = fetch_frame(con, sql("train/recent_popularity"),
+                             {**interaction_params(settings, until), "days": settings.popularity_days})
     popularity = popularity.filter(pl.col("item_id").is_in(catalogue))
     recent = np.zeros(len(catalogue), dtype=np.float32)
     recent[[item_index[i] for i in popularity["item_id"]]] = popularity["popularity"].to_numpy()
@@ -68,7 +68,7 @@ def load_training_data(con, settings: Settings, table: str, until: datetime, as_
 def seen_mask(con, table: str, data: TrainingData, event_type: str) -> sp.csr_matrix:
     """Return the user x item mask of what each user already did with the target event type (their history)."""
     column = {"purchase": "n_purchases", "rating": "n_ratings"}.get(event_type, "n_events")
-    frame = con.execute(f"SELECT user_id, item_id, 1.0 AS seen FROM staging.{table} WHERE {column} > 0").pl()
+    frame = fetch_frame(con, f"SELECT user_id, item_id, 1.0 AS seen FROM staging.{table} WHERE {column} > 0")
     users = {u: i for i, u in enumerate(data.users)}
     items = {i: j for j, i in enumerate(data.items)}
     frame = frame.filter(pl.col("user_id").is_in(data.users) & pl.col("item_id").is_in(data.items))

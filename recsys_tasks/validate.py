@@ -8,7 +8,7 @@ import polars as pl
 
 from recsys_tasks.config import Settings
 from recsys_tasks.validation import validate_events, validate_items
-from recsys_tasks.warehouse import work_db
+from recsys_tasks.warehouse import fetch_frame, work_db
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,10 @@ def _landed(con, kind: str, ds: date) -> tuple[list[date], pl.DataFrame, dict[st
     ).fetchall()]
     if not dts:
         return [], pl.DataFrame(), {}
-    frame = con.execute(
+    frame = fetch_frame(con, 
         f"SELECT * EXCLUDE (_dt), strftime(_dt, '%Y-%m-%d') AS _dt FROM raw.{kind}_landed "
         "WHERE _dt IN (SELECT unnest(?)) ORDER BY _dt, _file, _row", [dts]
-    ).pl()
+    )
     columns = {f: list(c) for f, c in con.execute(
         "SELECT file, columns FROM raw.file_columns WHERE kind = ? AND dt IN (SELECT unnest(?))", [kind, dts]
     ).fetchall()}
@@ -78,8 +78,8 @@ def validate(settings: Settings, ds: date, run_id: str) -> dict:
             outcomes.append(("items", validate_items(items, item_columns, settings), item_dts))
         event_dts, events, event_columns = _landed(con, "events", ds)
         if event_dts:
-            known = con.execute("SELECT item_id, dt FROM clean.items WHERE dt NOT IN (SELECT unnest(?))",
-                                [item_dts or [date(1, 1, 1)]]).pl()
+            known = fetch_frame(con, "SELECT item_id, dt FROM clean.items WHERE dt NOT IN (SELECT unnest(?))",
+                                [item_dts or [date(1, 1, 1)]])
             if item_dts:  # items validated in this very run count as known too
                 known = pl.concat([known, outcomes[0][1].valid.select("item_id", "dt")])
             known = known.group_by("item_id").agg(pl.col("dt").min())

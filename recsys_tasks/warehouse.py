@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 import duckdb
+import polars as pl
 
 from recsys_tasks.config import REPO_ROOT, Settings
 
@@ -81,3 +82,8 @@ def publish_day(con: duckdb.DuckDBPyConnection, target: str, source: str, ds) ->
     con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM {source}")
     con.execute("COMMIT")
     return count(con, target, "ds = $ds", ds=ds)
+
+
+def fetch_frame(con: duckdb.DuckDBPyConnection, query: str, params=None) -> pl.DataFrame:
+    """Return a query's result as a polars DataFrame."""
+    return con.sql(query, params=params).pl()

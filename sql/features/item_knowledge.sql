@@ -29,7 +29,7 @@ co_top AS (
 items AS (
     SELECT i.*,
            CASE WHEN i.category IS NULL OR trim(i.category) = '' THEN []
-                ELSE list_transform(string_split(i.category, '>'), x -> trim(x)) END AS category_path
+                ELSE list_transform(string_split(i.category, '>'), lambda x: trim(x)) END AS category_path
     FROM staging.items AS i
 )
 SELECT
