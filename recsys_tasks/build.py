@@ -5,7 +5,7 @@ import logging
 from datetime import date, datetime, time, timedelta
 
 from recsys_tasks.config import Settings
-from recsys_tasks.warehouse import count, run, sql, work_db
+from recsys_tasks.warehouse import bind, count, run, sql, work_db
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,8 @@ def end_of(ds: date) -> datetime:
 def build_interactions(con, settings: Settings, table: str, until: datetime) -> int:
     """Create staging.<table> from sql/build/interactions.sql with events before `until`."""
     assert table in ("interactions", "interactions_holdout")  # table names never come from users
-    con.execute(f"CREATE OR REPLACE TABLE staging.{table} AS " + sql("build/interactions"),
-                interaction_params(settings, until))
+    query = f"CREATE OR REPLACE TABLE staging.{table} AS " + sql("build/interactions")
+    con.execute(query, bind(query, interaction_params(settings, until)))
     return count(con, f"staging.{table}")
 
 

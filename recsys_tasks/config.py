@@ -81,8 +81,9 @@ class Settings:
 
 # A source's own defaults, applied before the environment and run parameters.
 SOURCE_DEFAULTS: dict[str, dict] = {
-    # A quarter of the UCI lines have no customer and ~2% are cancellations: both are quarantined by rule.
-    "online-retail": {"max_bad_row_share": 0.45, "holdout_days": 30},
+    # A quarter of the UCI lines are guest checkouts without a customer (up to 88% on some days) and ~2% are
+    # cancellations: both are quarantined by rule, so only a file that is (nearly) all bad fails the run.
+    "online-retail": {"max_bad_row_share": 0.95, "holdout_days": 30},
     "amazon-reviews": {"holdout_days": 180, "max_bad_row_share": 0.10},
 }
 

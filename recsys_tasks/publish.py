@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from recsys_tasks.config import Settings
 from recsys_tasks.runlog import finish_run
 from recsys_tasks.training import served_choice
-from recsys_tasks.warehouse import connect, count, sql, work_db
+from recsys_tasks.warehouse import connect, count, first_row, sql, work_db
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def publish(settings: Settings, ds: date, run_id: str) -> dict:
         stale.unlink(missing_ok=True)
     keep_from = ds - timedelta(days=settings.retention_days - 1)
     with work_db(settings) as con:
-        latest = con.execute("SELECT max(ds) FROM recs.user_topk").fetchone()[0] or ds
+        latest = first_row(con, "SELECT max(ds) FROM recs.user_topk")[0] or ds
         prune(con, min(keep_from, latest - timedelta(days=settings.retention_days - 1)))
         finish_run(con, ds, run_id, "success", served_choice(settings, ds)["served_model"])
         try:

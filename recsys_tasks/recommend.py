@@ -36,8 +36,7 @@ def user_lists(model, data, ds: date, k: int, exclude, unavailable: np.ndarray, 
     ask = k + int(unavailable.sum())
     for start in range(0, len(data.users), chunk):
         users = np.arange(start, min(start + chunk, len(data.users)))
-        items, scores = top_k(model, users, min(ask, len(data.items)),
-                              exclude=exclude[users] if exclude is not None else None)
+        items, scores = top_k(model, users, min(ask, len(data.items)), exclude=exclude)
         for row, u in enumerate(users):
             picked = [(i, s) for i, s in zip(items[row], scores[row]) if i >= 0 and not unavailable[i]][:k]
             chosen = {i for i, _ in picked}

@@ -19,7 +19,7 @@ from recsys_tasks.models import build_model, load_model
 from recsys_tasks.models.topk import top_k
 from recsys_tasks.runlog import code_version
 from recsys_tasks.training_data import load_training_data, seen_mask, target_event_type
-from recsys_tasks.warehouse import fetch_frame, sql, work_db
+from recsys_tasks.warehouse import fetch_frame, first_row, sql, work_db
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,10 @@ class Holdout:
     until: datetime
 
     @classmethod
-    def for_day(cls, ds: date, days: int) -> "Holdout":
+    def for_day(cls, con, ds: date, days: int) -> "Holdout":
+        """Return the holdout of ds: `days` long, shrunk to a third of the history when the shop is younger."""
+        first = first_row(con, "SELECT min(dt) FROM staging.events")[0] or ds
+        days = max(1, min(days, ((ds - first).days + 1) // 3))
         until = end_of(ds)
         return cls(start=until - timedelta(days=days), until=until)
 
@@ -67,8 +70,8 @@ def _fit_and_save(settings: Settings, name: str, data, target: Path, manifest: d
 
 def train_candidates(settings: Settings, ds: date, run_id: str) -> dict:
     """Fit every candidate model on the events before the holdout window."""
-    holdout = Holdout.for_day(ds, settings.holdout_days)
     with work_db(settings) as con:
+        holdout = Holdout.for_day(con, ds, settings.holdout_days)
         build_interactions(con, settings, "interactions_holdout", holdout.start)
         data = load_training_data(con, settings, "interactions_holdout", holdout.start, ds)
     window = {"train_until": holdout.start, "holdout_until": holdout.until, "ds": ds}
@@ -91,26 +94,32 @@ def holdout_targets(con, data, holdout: Holdout, event_type: str) -> tuple[np.nd
     return order, [targets[u] for u in order]
 
 
+def recall_ndcg(top_items: np.ndarray, targets: list[set[int]], k: int) -> dict[str, float]:
+    """Return mean Recall@k and NDCG@k (protocol B definitions) over users."""
+    return {"recall": float(metrics.recall_at_k(top_items, targets, k).mean()),
+            "ndcg": float(metrics.ndcg_at_k(top_items, targets, k).mean())}
+
+
 def score_tracks(model, user_idx: np.ndarray, targets: list[set[int]], history, k: int) -> list[dict]:
     """Return recall and NDCG at k on the all track and the new track (history removed) for one model."""
     rows = []
     top_all, _ = top_k(model, user_idx, k)
     rows += [{"track": "all", "metric": m, "value": v, "n_users": len(user_idx)}
-             for m, v in metrics.recall_ndcg(top_all, targets, k).items()]
+             for m, v in recall_ndcg(top_all, targets, k).items()]
     new_targets = [t - set(history[u].indices) for u, t in zip(user_idx, targets)]
     keep = np.asarray([bool(t) for t in new_targets])
     if keep.any():
-        top_new, _ = top_k(model, user_idx[keep], k, exclude=history[user_idx[keep]])
+        top_new, _ = top_k(model, user_idx[keep], k, exclude=history)
         kept = [t for t, ok in zip(new_targets, keep) if ok]
         rows += [{"track": "new", "metric": m, "value": v, "n_users": int(keep.sum())}
-                 for m, v in metrics.recall_ndcg(top_new, kept, k).items()]
+                 for m, v in recall_ndcg(top_new, kept, k).items()]
     return rows
 
 
 def evaluate(settings: Settings, ds: date, run_id: str) -> dict:
     """Score every candidate on the holdout into metrics.offline_eval and choose the one to serve."""
-    holdout = Holdout.for_day(ds, settings.holdout_days)
     with work_db(settings) as con:
+        holdout = Holdout.for_day(con, ds, settings.holdout_days)
         data = load_training_data(con, settings, "interactions_holdout", holdout.start, ds)
         event_type = target_event_type(con)
         users, targets = holdout_targets(con, data, holdout, event_type)
@@ -168,7 +177,7 @@ def train_served(settings: Settings, ds: date, run_id: str) -> dict:
         data = load_training_data(con, settings, "interactions", end_of(ds), ds)
         evals = con.execute("SELECT track, metric, value FROM metrics.offline_eval WHERE ds = ? AND model = ?",
                             [ds, name]).fetchall()
-        window = con.execute("SELECT min(dt), max(dt) FROM staging.events").fetchone()
+        window = first_row(con, "SELECT min(dt), max(dt) FROM staging.events")
     manifest = {"ds": ds, "data_from": window[0], "data_until": window[1], "choice": choice,
                 "holdout_metrics": [dict(zip(("track", "metric", "value"), e)) for e in evals]}
     target = model_dir(settings, ds, "served", name)

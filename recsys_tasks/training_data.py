@@ -10,12 +10,12 @@ import scipy.sparse as sp
 from recsys_tasks.build import interaction_params
 from recsys_tasks.config import Settings
 from recsys_tasks.models.base import TrainingData
-from recsys_tasks.warehouse import fetch_frame, sql
+from recsys_tasks.warehouse import fetch_frame, first_row, sql
 
 
 def target_event_type(con) -> str:
     """Return the event type that counts as success for this shop (purchase when it has purchases)."""
-    row = con.execute(sql("train/target_event_type")).fetchone()
+    row = first_row(con, sql("train/target_event_type"))
     return row[0] if row else "purchase"
 
 

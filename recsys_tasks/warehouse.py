@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import fcntl
+import re
 import time
+import warnings
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -63,15 +65,30 @@ def work_db(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
             con.close()
 
 
+def bind(query: str, params):
+    """Return the named parameters a query uses (DuckDB rejects unused ones); lists pass through."""
+    if not isinstance(params, dict):
+        return params or None
+    used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", query)}
+    return used or None
+
+
 def run(con: duckdb.DuckDBPyConnection, name: str, **params) -> None:
     """Execute sql/<name>.sql with named parameters ($name in the file)."""
-    con.execute(sql(name), params or None)
+    text = sql(name)
+    con.execute(text, bind(text, params))
 
 
 def count(con: duckdb.DuckDBPyConnection, table: str, where: str = "", **params) -> int:
     """Return the number of rows of a table, optionally filtered by a fixed predicate."""
     query = f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else "")
-    return int(con.execute(query, params or None).fetchone()[0])
+    return int(first_row(con, query, params)[0])
+
+
+def first_row(con: duckdb.DuckDBPyConnection, query: str, params=None) -> tuple | None:
+    """Return the first row of a query, or None; the whole result is consumed (DuckDB 2 keeps partial ones open)."""
+    rows = con.execute(query, bind(query, params)).fetchall()
+    return rows[0] if rows else None
 
 
 def publish_day(con: duckdb.DuckDBPyConnection, target: str, source: str, ds) -> int:
@@ -86,4 +103,7 @@ def publish_day(con: duckdb.DuckDBPyConnection, target: str, source: str, ds) ->
 
 def fetch_frame(con: duckdb.DuckDBPyConnection, query: str, params=None) -> pl.DataFrame:
     """Return a query's result as a polars DataFrame."""
-    return con.sql(query, params=params).pl()
+    with warnings.catch_warnings():
+        # DuckDB 2 nudges towards con.sql(), which refuses to run while an earlier execute() result is open
+        warnings.simplefilter("ignore", UserWarning)
+        return pl.from_arrow(con.execute(query, bind(query, params)).to_arrow_table())

@@ -129,7 +129,7 @@ def _series_text(series: pl.Series) -> pl.Series:
     if dtype == pl.Utf8:
         return series
     if isinstance(dtype, _NESTED):
-        values = [None if v is None else json.dumps(_plain(v), ensure_ascii=False, default=str) for v in series.to_list()]
+        values = [None if v is None else json.dumps(_plain(v), ensure_ascii=False) for v in series.to_list()]
         return pl.Series(series.name, values, dtype=pl.Utf8)
     if isinstance(dtype, pl.Datetime):
         utc = series.dt.convert_time_zone("UTC") if dtype.time_zone else series

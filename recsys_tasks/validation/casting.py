@@ -4,14 +4,15 @@ from __future__ import annotations
 import polars as pl
 
 # A plain decimal number, optionally signed and with an exponent; no "inf", "nan" or thousands separators.
-NUMBER_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+NUMBER_PATTERN = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 # One strict JSON number, as it may appear inside an embedding list.
-_JSON_NUMBER = r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
+_JSON_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 # A non-empty JSON list of numbers; checking the shape by pattern avoids parsing every list in Python.
-NUMBER_LIST_PATTERN = rf"^\[\s*{_JSON_NUMBER}(\s*,\s*{_JSON_NUMBER})*\s*\]$"
+NUMBER_LIST_PATTERN = rf"^\[\s*{_JSON_NUMBER}(?:\s*,\s*{_JSON_NUMBER})*\s*\]$"
 # Text that starts and ends like a JSON object; together with "is JSON" it means "is a JSON object".
 OBJECT_PATTERN = r"^\{[\s\S]*\}$"
-# ISO 8601 date and time, 'T' or space between, optional seconds and fraction, optional 'Z' or offset.
+# ISO 8601 date and time, 'T' or space between, optional seconds and fraction, optional 'Z' or offset;
+# groups: 1 date, 2 time, 3 zone (only polars reads this one, so its groups may capture).
 TIMESTAMP_PATTERN = (
     r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?)"
     r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?$"

@@ -25,7 +25,7 @@ ITEM_COLUMNS = (
 )
 REQUIRED_COLUMNS = {"events": ("user_id", "item_id", "event_type", "event_ts"), "items": ("item_id", "title")}
 META_COLUMNS = ("_file", "_row", "_dt")
-BOOLEAN_PATTERN = "(?i)^(" + "|".join(casting.BOOLEAN_WORDS) + ")$"
+BOOLEAN_PATTERN = "(?i)^(?:" + "|".join(casting.BOOLEAN_WORDS) + ")$"
 
 
 @dataclass(frozen=True)

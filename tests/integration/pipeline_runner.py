@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 def load_dag():
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(REPO / "dags"), include_examples=False)
+    bag = DagBag(dag_folder=str(REPO / "dags"))
     assert not bag.import_errors, bag.import_errors
     return bag.get_dag("recsys_nightly")
 

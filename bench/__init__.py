@@ -1,0 +1,1 @@
+"""Benchmarks that check our numbers against the references in EVALUATION.md."""
