@@ -104,6 +104,11 @@ def _coerce(name: str, raw: object, current: object):
     return raw
 
 
+def env_name(name: str) -> str:
+    """Return the environment variable that overrides a setting (recsys_home -> RECSYS_HOME)."""
+    return name.upper() if name.startswith("recsys_") else f"RECSYS_{name.upper()}"
+
+
 def load_settings(params: dict | None = None, environ: dict | None = None) -> Settings:
     """Return settings: defaults < source defaults < RECSYS_* environment < run parameters."""
     environ = os.environ if environ is None else environ
@@ -112,7 +117,7 @@ def load_settings(params: dict | None = None, environ: dict | None = None) -> Se
     names = {f.name for f in fields(Settings)} - {"extra"}
     overrides: dict = {}
     for name in names:
-        env = environ.get(f"RECSYS_{name.upper()}")
+        env = environ.get(env_name(name))
         if env not in (None, ""):
             overrides[name] = _coerce(name, env, getattr(base, name))
     for name, value in params.items():

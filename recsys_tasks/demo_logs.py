@@ -42,6 +42,8 @@ def generate(
     malformed_share: float = 0.0,
 ) -> dict:
     """Write `days` days of demo events and items under `landing` and return a summary with malformed counts."""
+    if days < 1 or n_users < 1 or n_items < 1 or not 0 <= malformed_share <= 0.5:
+        raise ValueError("need days, users and items >= 1 and 0 <= malformed_share <= 0.5")
     landing = Path(landing)
     _claim(landing)
     shop = DemoShop(seed, days, n_users, n_items)

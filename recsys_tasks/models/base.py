@@ -66,7 +66,7 @@ class TrainingData:
         self.recent_popularity = np.asarray(self.recent_popularity, dtype=np.float64)
         if self.recent_popularity.shape != (shape[1],):
             raise ValueError(f"recent_popularity has shape {self.recent_popularity.shape}, expected ({shape[1]},)")
-        self.user_segment = np.asarray(self.user_segment, dtype=str)
+        self.user_segment = np.asarray(["" if s is None else str(s) for s in self.user_segment], dtype=str)
         if self.user_segment.shape != (shape[0],):
             raise ValueError(f"user_segment has shape {self.user_segment.shape}, expected ({shape[0]},)")
         if self.item_text_embedding is not None and len(self.item_text_embedding) != shape[1]:

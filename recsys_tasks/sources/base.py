@@ -92,7 +92,7 @@ def bytes_checksum(version: str, named_blobs: Iterable[tuple[str, bytes]]) -> st
 
 
 def rows_checksum(version: str, frame: pl.DataFrame) -> str:
-    """Return sha256 hex over a reader version and a frame's rows (file names, not folders, count)."""
+    """Return sha256 hex over a reader version and a frame's rows, files named without their folder."""
     digest = hashlib.sha256(version.encode())
     file_at = frame.columns.index("_file")
     for row in frame.iter_rows():

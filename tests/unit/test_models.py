@@ -107,6 +107,13 @@ def test_from_frames_rejects_ids_outside_the_given_lists():
         TrainingData.from_frames(interactions, AS_OF, item_ids=["a"])
 
 
+def test_missing_segment_reads_as_empty(data):
+    segments = np.array(["UK", None, "FR", ""], dtype=object)
+    rebuilt = TrainingData(data.users, data.items, data.interactions, data.purchases, None,
+                           data.recent_popularity, segments, AS_OF)
+    assert list(rebuilt.user_segment) == ["UK", "", "FR", ""]
+
+
 def test_training_data_checks_shapes(data):
     with pytest.raises(ValueError, match="recent_popularity"):
         TrainingData(data.users, data.items, data.interactions, data.purchases, None, np.ones(3), data.user_segment, AS_OF)
