@@ -36,7 +36,7 @@ class Settings:
     session_gap_minutes: int = 30  # int: a pause this long starts a new session when session_id is absent
     ease_lambda: float = 500.0  # float: EASE L2 regularisation
     ease_max_items: int = 20_000  # int: EASE is fit on at most this many most popular items (O(n^2) memory)
-    knn_neighbours: int = 100  # int: ItemKNN keeps this many neighbours per item
+    knn_neighbours: int = 1000  # int: ItemKNN keeps this many neighbours per item (100 costs 0.016 Recall@20 on UCI)
     popularity_days: int = 30  # int: window of "recent popularity"
     encoder_batch_size: int = 128  # int: items per MiniLM forward pass
     history_embedding_items: int = 20  # int: last N items averaged into a user's history embedding
