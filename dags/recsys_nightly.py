@@ -26,8 +26,8 @@ PARAMS = {
                           description="Days before D held out to pick the served model; empty = source default."),
     "retention_days": Param(30, type="integer", minimum=1, maximum=3650,
                             description="Days of history kept in the analysts' database."),
-    "models": Param(["popularity", "repeat", "itemknn", "ease"], type="array",
-                    items={"type": "string", "enum": ["popularity", "repeat", "itemknn", "ease"]},
+    "models": Param(["popularity", "segment_popularity", "repeat", "itemknn", "ease"], type="array",
+                    items={"type": "string", "enum": ["popularity", "segment_popularity", "repeat", "itemknn", "ease"]},
                     description="Candidate models; the best on the holdout is served."),
 }
 

@@ -25,7 +25,7 @@ class Settings:
     holdout_days: int = 14  # int: days before D held out to choose the served model
     eval_k: int = 20  # int: cut-off of the offline metrics
     selection_metric: str = "ndcg"  # str: metric (ndcg | recall) on the "all" track that picks the served model
-    models: tuple[str, ...] = ("popularity", "repeat", "itemknn", "ease")  # tuple: candidate models
+    models: tuple[str, ...] = ("popularity", "segment_popularity", "repeat", "itemknn", "ease")  # tuple: candidate models
     max_bad_row_share: float = 0.10  # float: a file whose quarantined share is above this fails the run
     min_rows_for_share: int = 20  # int: files with fewer rows are never failed on the share alone
     retention_days: int = 30  # int: days of recs/metrics history kept in the analysts' database
@@ -84,7 +84,8 @@ SOURCE_DEFAULTS: dict[str, dict] = {
     # A quarter of the UCI lines are guest checkouts without a customer (up to 88% on some days) and ~2% are
     # cancellations: both are quarantined by rule, so only a file that is (nearly) all bad fails the run.
     "online-retail": {"max_bad_row_share": 0.95, "holdout_days": 30},
-    "amazon-reviews": {"holdout_days": 180, "max_bad_row_share": 0.10},
+    # reviews are sparse and span two decades: look far back
+    "amazon-reviews": {"holdout_days": 365, "history_window_days": 9000, "popularity_days": 365},
 }
 
 

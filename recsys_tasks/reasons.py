@@ -16,6 +16,8 @@ def reason_text(evidence, titles: list[str], bought_row) -> str:
     if evidence.because_item is not None and evidence.because_item >= 0:
         verb = "bought" if evidence.because_item in set(bought_row.indices) else "looked at"
         return f"Because you {verb} {titles[evidence.because_item]}"
-    if s == "segment_popularity" and evidence.segment:
+    if s == "segment_popularity" and evidence.segment and evidence.segment != "unknown":
         return f"Popular with shoppers in {evidence.segment}"
+    if s == "segment_popularity":
+        return "Popular with shoppers"
     return "Popular with shoppers right now"

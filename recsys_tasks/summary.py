@@ -28,11 +28,14 @@ def summary(analytics_db: Path, ds: date, user_id: str | None = None) -> str:
             "FROM metrics.offline_eval WHERE ds = ? GROUP BY model ORDER BY model", [ds]).fetchall()
         for model, served, ndcg, recall, new_ndcg, new_recall, k, n in rows:
             mark = "  <- served" if served else ""
-            lines.append(f"  {model:<11} NDCG@{k} {ndcg or 0:.4f}  Recall@{k} {recall or 0:.4f}   |  "
+            lines.append(f"  {model:<18} NDCG@{k} {ndcg or 0:.4f}  Recall@{k} {recall or 0:.4f}   |  "
                          f"new NDCG@{k} {new_ndcg or 0:.4f}  Recall@{k} {new_recall or 0:.4f}  ({n} users){mark}")
         if user_id is None:
-            found = con.execute("SELECT user_id FROM recs.user_topk WHERE ds = ? AND strategy <> 'popularity_fill' "
-                                "GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1", [ds]).fetchone()
+            # show a user whose list the model personalised, not one it filled from popularity
+            found = con.execute("SELECT user_id FROM recs.user_topk WHERE ds = ? GROUP BY user_id "
+                                "ORDER BY count(*) FILTER (WHERE strategy NOT LIKE '%popularity%') DESC, "
+                                "count(DISTINCT strategy) DESC, user_id LIMIT 1", [ds]).fetchall()
+            found = found[0] if found else None
             user_id = found[0] if found else None
         if user_id is not None:
             lines += ["", f"Top 10 for user {user_id}:"]
