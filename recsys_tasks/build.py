@@ -14,8 +14,7 @@ STAGING_TABLES = ("events", "items", "sessions", "item_daily_stats", "user_segme
 
 def interaction_params(settings: Settings, until: datetime) -> dict:
     """Return the bind parameters of sql/build/interactions.sql for a cut-off (exclusive)."""
-    return {"until": until, "half_life": settings.recency_half_life_days,
-            **{f"w_{t}": w for t, w in settings.event_weights().items()}}
+    return {"until": until, "half_life": settings.recency_half_life_days}
 
 
 def end_of(ds: date) -> datetime:
@@ -34,6 +33,7 @@ def build_interactions(con, settings: Settings, table: str, until: datetime) -> 
 def build(settings: Settings, ds: date, run_id: str) -> dict:
     """Rebuild every staging table for ds; return their row counts."""
     with work_db(settings) as con:
+        run(con, "build/event_weights", **{f"w_{t}": w for t, w in settings.event_weights().items()})
         run(con, "build/events", ds=ds, history_days=settings.history_window_days)
         run(con, "build/items", ds=ds)
         run(con, "build/sessions", gap_minutes=settings.session_gap_minutes)

@@ -9,7 +9,7 @@ import polars as pl
 
 from recsys_tasks import text_encoder
 from recsys_tasks.config import Settings
-from recsys_tasks.warehouse import fetch_frame, publish_day, run, work_db
+from recsys_tasks.warehouse import fetch_frame, publish_day, registered, run, work_db
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,10 @@ def item_knowledge(settings: Settings, ds: date, run_id: str) -> dict:
                               "text_embedding": emb.tolist()},
                              schema={"item_id": pl.Utf8, "text_hash": pl.Utf8,
                                      "text_embedding": pl.Array(pl.Float32, text_encoder.DIM)})
-        con.register("item_embeddings", frame.to_arrow())
-        con.execute("CREATE OR REPLACE TABLE staging.item_knowledge AS SELECT k.* EXCLUDE (item_text), "
-                    "e.text_hash, e.text_embedding FROM staging.item_knowledge_base AS k "
-                    "JOIN item_embeddings AS e USING (item_id) ORDER BY item_id")
-        con.unregister("item_embeddings")
+        with registered(con, "item_embeddings", frame):
+            con.execute("CREATE OR REPLACE TABLE staging.item_knowledge AS SELECT k.* EXCLUDE (item_text), "
+                        "e.text_hash, e.text_embedding FROM staging.item_knowledge_base AS k "
+                        "JOIN item_embeddings AS e USING (item_id) ORDER BY item_id")
         rows = publish_day(con, "features.item_knowledge", "staging.item_knowledge", ds)
     log.info("item_knowledge %s: %d items, %d texts newly encoded", ds, rows, new)
     return {"item_knowledge": rows, "texts_encoded": new}
@@ -63,11 +62,10 @@ def user_profile(settings: Settings, ds: date, run_id: str) -> dict:
                             "ORDER BY item_id", [ds])
         histories = fetch_frame(con, "SELECT user_id, item_id, last_ts FROM staging.interactions")
         emb = history_embeddings(histories, items, settings.history_embedding_items)
-        con.register("history_embeddings", emb.to_arrow())
-        con.execute("CREATE OR REPLACE TABLE staging.user_profile AS SELECT p.*, h.history_embedding "
-                    "FROM staging.user_profile_base AS p LEFT JOIN history_embeddings AS h USING (user_id) "
-                    "ORDER BY user_id")
-        con.unregister("history_embeddings")
+        with registered(con, "history_embeddings", emb):
+            con.execute("CREATE OR REPLACE TABLE staging.user_profile AS SELECT p.*, h.history_embedding "
+                        "FROM staging.user_profile_base AS p LEFT JOIN history_embeddings AS h USING (user_id) "
+                        "ORDER BY user_id")
         rows = publish_day(con, "features.user_profile", "staging.user_profile", ds)
     log.info("user_profile %s: %d users", ds, rows)
     return {"user_profile": rows}

@@ -9,7 +9,7 @@ import polars as pl
 from recsys_tasks.config import Settings
 from recsys_tasks.sources import get_source
 from recsys_tasks.sources.base import EVENT_COLUMNS, ITEM_COLUMNS
-from recsys_tasks.warehouse import work_db
+from recsys_tasks.warehouse import registered, work_db
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,8 @@ def ingest(settings: Settings, ds: date, run_id: str) -> dict:
             batch = source.read(p)
             frame = _landed_frame(p.kind, batch.frame, p.dt)
             con.execute(f"DELETE FROM raw.{p.kind}_landed WHERE _dt = ?", [p.dt])
-            con.register("landed_batch", frame.to_arrow())
-            con.execute(f"INSERT INTO raw.{p.kind}_landed SELECT * FROM landed_batch")
-            con.unregister("landed_batch")
+            with registered(con, "landed_batch", frame):
+                con.execute(f"INSERT INTO raw.{p.kind}_landed SELECT * FROM landed_batch")
             con.execute("DELETE FROM raw.file_columns WHERE kind = ? AND dt = ?", [p.kind, p.dt])
             for file, columns in batch.columns_by_file.items():
                 con.execute("INSERT INTO raw.file_columns VALUES (?, ?, ?, ?)", [p.kind, p.dt, file, columns])

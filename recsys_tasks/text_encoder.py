@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from recsys_tasks.warehouse import registered
+
 log = logging.getLogger(__name__)
 
 BASE_MODEL = "all-MiniLM-L6-v2"  # the key under which base-model embeddings are cached
@@ -65,12 +67,11 @@ def cached_embeddings(con, texts: list[str], model_key: str = BASE_MODEL, batch_
     """Return embeddings for texts from features.text_embedding_cache, encoding the missing ones; and how many were new."""
     hashes = [text_hash(t) for t in texts]
     wanted = pl.DataFrame({"text_hash": list(dict.fromkeys(hashes))})
-    con.register("wanted_hashes", wanted.to_arrow())
-    have = con.execute(
-        "SELECT c.text_hash, c.embedding FROM features.text_embedding_cache AS c "
-        "JOIN wanted_hashes USING (text_hash) WHERE c.model = ?", [model_key]
-    ).fetchall()
-    con.unregister("wanted_hashes")
+    with registered(con, "wanted_hashes", wanted):
+        have = con.execute(
+            "SELECT c.text_hash, c.embedding FROM features.text_embedding_cache AS c "
+            "JOIN wanted_hashes USING (text_hash) WHERE c.model = ?", [model_key]
+        ).fetchall()
     known = {h: np.asarray(e, dtype=np.float32) for h, e in have}
     missing = {h: t for h, t in zip(hashes, texts) if h not in known}
     if missing:
@@ -78,9 +79,8 @@ def cached_embeddings(con, texts: list[str], model_key: str = BASE_MODEL, batch_
         rows = pl.DataFrame({"text_hash": list(missing), "model": model_key,
                              "embedding": [v.tolist() for v in fresh]},
                             schema={"text_hash": pl.Utf8, "model": pl.Utf8, "embedding": pl.List(pl.Float32)})
-        con.register("fresh_embeddings", rows.to_arrow())
-        con.execute("INSERT OR REPLACE INTO features.text_embedding_cache SELECT * FROM fresh_embeddings")
-        con.unregister("fresh_embeddings")
+        with registered(con, "fresh_embeddings", rows):
+            con.execute("INSERT OR REPLACE INTO features.text_embedding_cache SELECT * FROM fresh_embeddings")
         known.update(zip(missing, fresh))
     matrix = np.stack([known[h] for h in hashes]) if hashes else np.zeros((0, DIM), np.float32)
     return matrix, len(missing)

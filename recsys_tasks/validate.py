@@ -8,7 +8,7 @@ import polars as pl
 
 from recsys_tasks.config import Settings
 from recsys_tasks.validation import validate_events, validate_items
-from recsys_tasks.warehouse import fetch_frame, work_db
+from recsys_tasks.warehouse import fetch_frame, registered, work_db
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,13 @@ def _record_rules(con, ds: date, run_id: str, kind: str, outcome, dts: list[date
 
 def _store(con, kind: str, outcome, dts: list[date], run_id: str) -> None:
     con.execute(f"DELETE FROM clean.{kind} WHERE dt IN (SELECT unnest(?))", [dts])
-    con.register("valid_rows", outcome.valid.select(CLEAN_COLUMNS[kind]).to_arrow())
-    con.execute(f"INSERT INTO clean.{kind} SELECT * FROM valid_rows")
-    con.unregister("valid_rows")
+    with registered(con, "valid_rows", outcome.valid.select(CLEAN_COLUMNS[kind])):
+        con.execute(f"INSERT INTO clean.{kind} SELECT * FROM valid_rows")
     con.execute("DELETE FROM quality.quarantine WHERE kind = ? AND dt IN (SELECT unnest(?))", [kind, dts])
     if outcome.quarantine.height:
         q = outcome.quarantine.select("kind", "dt", "file", "row", "rule", "rules", "detail", "record")
-        con.register("bad_rows", q.to_arrow())
-        con.execute("INSERT INTO quality.quarantine SELECT * FROM bad_rows")
-        con.unregister("bad_rows")
+        with registered(con, "bad_rows", q):
+            con.execute("INSERT INTO quality.quarantine SELECT * FROM bad_rows")
     con.execute(f"DELETE FROM raw.{kind}_landed WHERE _dt IN (SELECT unnest(?))", [dts])
     con.execute(
         "UPDATE raw.partitions SET status = 'validated', validated_by_run = ? WHERE kind = ? AND dt IN (SELECT unnest(?))",

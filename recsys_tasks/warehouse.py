@@ -107,3 +107,13 @@ def fetch_frame(con: duckdb.DuckDBPyConnection, query: str, params=None) -> pl.D
         # DuckDB 2 nudges towards con.sql(), which refuses to run while an earlier execute() result is open
         warnings.simplefilter("ignore", UserWarning)
         return pl.from_arrow(con.execute(query, bind(query, params)).to_arrow_table())
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> Iterator[None]:
+    """Expose a polars frame to SQL as `name` for the duration of the block."""
+    con.register(name, frame.to_arrow())
+    try:
+        yield
+    finally:
+        con.unregister(name)

@@ -2,9 +2,7 @@
 -- n_purchases counts purchase occasions (sessions or invoices), not lines.
 SELECT
     user_id, item_id,
-    sum(CASE event_type WHEN 'view' THEN $w_view WHEN 'click' THEN $w_click WHEN 'add_to_cart' THEN $w_add_to_cart
-                        WHEN 'purchase' THEN $w_purchase WHEN 'rating' THEN $w_rating ELSE 0 END
-        * pow(0.5, date_diff('second', event_ts, $until) / 86400.0 / $half_life))::FLOAT AS weight,
+    sum(w.weight * pow(0.5, date_diff('second', e.event_ts, $until) / 86400.0 / $half_life))::FLOAT AS weight,
     count(*) AS n_events,
     count(DISTINCT COALESCE(session_id, event_id, CAST(event_ts AS VARCHAR)))
         FILTER (WHERE event_type = 'purchase') AS n_purchases,
@@ -14,7 +12,7 @@ SELECT
     min(event_ts) AS first_ts,
     max(event_ts) AS last_ts,
     max(event_ts) FILTER (WHERE event_type = 'purchase') AS last_purchase_ts
-FROM staging.events
-WHERE event_ts < $until
+FROM staging.events AS e JOIN staging.event_weights AS w USING (event_type)
+WHERE e.event_ts < $until
 GROUP BY user_id, item_id
 ORDER BY user_id, item_id
