@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from datetime import date, timedelta
 
 from recsys_tasks.config import Settings
@@ -30,14 +31,19 @@ PUBLISHED_TABLES = {
     "quality.quarantine": "all",
     "ops.pipeline_runs": "history",
 }
-HISTORY_TABLES = [t for t, how in PUBLISHED_TABLES.items() if how == "history"] + ["recs.item_similar",
-                                                                                   "ops.stage_runs"]
+# every table of the working database with a ds column: its history is kept for the retention window only
+HISTORY_TABLES = [t for t in PUBLISHED_TABLES if t != "quality.quarantine"] + ["ops.stage_runs"]
 
 
-def prune(con, keep_from: date) -> None:
-    """Drop history older than the retention window from the working database."""
+def prune(con, settings: Settings, keep_from: date) -> None:
+    """Drop history and model artefacts older than the retention window."""
     for table in HISTORY_TABLES:
-        con.execute(f"DELETE FROM {table} WHERE ds < ?", [keep_from])
+        if first_row(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name = ?",
+                     [table])[0]:
+            con.execute(f"DELETE FROM {table} WHERE ds < ?", [keep_from])
+    for day in settings.models_dir.glob("????-??-??"):
+        if day.is_dir() and date.fromisoformat(day.name) < keep_from:
+            shutil.rmtree(day)
 
 
 def _selection(table: str, how: str, keep_from: date) -> tuple[str, list]:
@@ -92,10 +98,11 @@ def publish(settings: Settings, ds: date, run_id: str) -> dict:
     keep_from = ds - timedelta(days=settings.retention_days - 1)
     with work_db(settings) as con:
         latest = first_row(con, "SELECT max(ds) FROM recs.user_topk")[0] or ds
-        prune(con, min(keep_from, latest - timedelta(days=settings.retention_days - 1)))
+        keep_from = min(keep_from, latest - timedelta(days=settings.retention_days - 1))
+        prune(con, settings, keep_from)
         finish_run(con, ds, run_id, "success", served_choice(settings, ds)["served_model"])
         try:
-            counts = write_analytics_file(con, tmp, min(keep_from, latest - timedelta(days=settings.retention_days - 1)))
+            counts = write_analytics_file(con, tmp, keep_from)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

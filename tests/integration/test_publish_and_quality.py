@@ -115,3 +115,16 @@ def test_some_bad_rows_are_quarantined_exactly_and_the_rest_published(shop):
     assert kept == 12 - len(bad)
     with analytics(shop["home"]) as con:
         assert con.execute("SELECT max(ds) FROM recs.user_topk").fetchone()[0] == day
+
+
+def test_retention_keeps_only_the_last_days_of_history_and_models(shop):
+    day = FIRST + timedelta(days=3)
+    assert run_day(shop["home"], day, **{**shop["conf"], "retention_days": 2}) == "success"
+    with analytics(shop["home"]) as con:
+        days = [r[0] for r in con.execute("SELECT DISTINCT ds FROM recs.user_topk ORDER BY ds").fetchall()]
+        runs = {r[0] for r in con.execute("SELECT DISTINCT ds FROM ops.pipeline_runs").fetchall()}
+    assert days == [day - timedelta(days=1), day] and runs == set(days)
+    kept = sorted(p.name for p in (shop["home"] / "models").iterdir() if p.is_dir())
+    assert kept == [str(d) for d in days]
+    with work(shop["home"]) as w:
+        assert w.execute("SELECT min(ds) FROM features.user_profile").fetchall()[0][0] == days[0]
