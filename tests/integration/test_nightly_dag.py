@@ -121,6 +121,10 @@ def test_same_day_twice_and_a_later_partition_change_nothing(shop):
     with analytics(home) as con:
         assert {t: snapshot(con, t, RUN_COLUMNS) for t in tables} == before
         assert con.execute("SELECT count(*) FROM ops.pipeline_runs WHERE ds = ?", [D]).fetchone()[0] == 2
+    with work(home) as w:  # the second night found every item text in the embedding cache
+        encoded = w.execute("SELECT CAST(row_counts->>'texts_encoded' AS INTEGER) FROM ops.stage_runs "
+                            "WHERE ds = ? AND stage = 'item_knowledge' ORDER BY started_at", [D]).fetchall()
+    assert [e[0] for e in encoded][0] > 0 and [e[0] for e in encoded][1] == 0
     # a partition dated after D appears (tomorrow's drop): the run for D must not see it
     later = shop["landing"] / "events" / f"dt={D + timedelta(days=3)}"
     later.mkdir(parents=True)
