@@ -8,7 +8,8 @@ LANDING ?=
 DS ?=
 export RECSYS_HOME
 
-.PHONY: run test test-fast bench clean-data
+.PHONY: run test test-fast bench clean-data airflow airflow-stop ui-deps
+AIRFLOW_PORT ?= 8080
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +24,7 @@ run: $(BIN)/.installed
 	$(BIN)/python -m recsys_tasks.cli run --source "$(SOURCE)" --landing "$(LANDING)" --ds "$(DS)"
 
 ## the whole test suite (creates the environment if missing)
-test: $(BIN)/.installed
+test: $(BIN)/.installed ui-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 ## unit tests only
@@ -36,3 +37,16 @@ bench: $(BIN)/.installed
 
 clean-data:
 	rm -rf data .airflow
+
+## a local Airflow UI on http://127.0.0.1:$(AIRFLOW_PORT): airflow standalone in the background, this repo's
+## dags/ and plugins/, no examples; prints the admin password (generated on the first start, kept in .airflow/)
+airflow: $(BIN)/.installed
+	$(BIN)/python scripts/airflow_local.py start --port $(AIRFLOW_PORT)
+
+## stop the local Airflow (its whole process group)
+airflow-stop:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python scripts/airflow_local.py stop; else echo "Airflow is not running"; fi
+
+## Debian's chromium + chromedriver and docker-compose for the UI and compose tests (installed when root)
+ui-deps:
+	@bash scripts/ui_deps.sh

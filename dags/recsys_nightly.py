@@ -5,6 +5,7 @@ so parsing this file never loads torch or transformers).
 """
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pendulum
@@ -14,11 +15,13 @@ PUBLISHED = [Asset(f"recsys://analytics/{table}") for table in (
     "recs/user_topk", "recs/default_topk", "recs/item_similar", "features/user_profile",
     "features/item_knowledge", "metrics/offline_eval", "quality/validation_runs", "quality/quarantine",
     "ops/pipeline_runs")]
+PUBLISHED += [Asset(f"recsys://analytics/{table}") for table in ("metrics/online_feedback", "metrics/list_health")]
 
 PARAMS = {
     "source": Param("demo", type="string", enum=["demo", "landing", "online-retail", "amazon-reviews"],
                     description="Layout of the landing directory: the contract layout (demo, landing) or an adapter."),
-    "landing": Param("", type="string", description="Landing directory; empty = $RECSYS_HOME/landing/demo."),
+    # null allowed: the trigger form treats a required empty string as missing and refuses the run
+    "landing": Param("", type=["null", "string"], description="Landing directory; empty = $RECSYS_HOME/landing/demo."),
     "top_k": Param(50, type="integer", minimum=1, maximum=1000, description="Items per user in recs.user_topk."),
     "max_bad_row_share": Param(None, type=["null", "number"], minimum=0, maximum=1,
                                description="A file with a larger quarantined share fails the run; empty = source default."),
@@ -26,9 +29,29 @@ PARAMS = {
                           description="Days before D held out to pick the served model; empty = source default."),
     "retention_days": Param(30, type="integer", minimum=1, maximum=3650,
                             description="Days of history kept in the analysts' database."),
-    "models": Param(["popularity", "segment_popularity", "repeat", "itemknn", "ease"], type="array",
-                    items={"type": "string", "enum": ["popularity", "segment_popularity", "repeat", "itemknn", "ease"]},
+    "models": Param(["popularity", "segment_popularity", "repeat", "itemknn", "ease", "teacher", "student"],
+                    type="array", items={"type": "string", "enum": ["popularity", "segment_popularity", "repeat",
+                                                                    "itemknn", "ease", "teacher", "student"]},
                     description="Candidate models; the best on the holdout is served."),
+    "lm_time_budget_s": Param(None, type=["null", "number"], minimum=0,
+                              description="Wall-clock cap of each teacher / student fit in seconds (0: epochs decide); "
+                                          "empty = recsys_tasks/config.py."),
+    # the recommendation policy (README "Recommendation policy"); empty = the defaults in recsys_tasks/config.py
+    "variants": Param(None, type=["null", "object"], additionalProperties={
+        "type": "object", "required": ["share"], "additionalProperties": False,
+        "properties": {"share": {"type": "number", "minimum": 0, "maximum": 1}, "policy": {"type": "boolean"},
+                       "model": {"type": "string"}, "recall_per_source": {"type": "integer", "minimum": 1},
+                       "mmr_lambda": {"type": "number", "minimum": 0, "maximum": 1},
+                       "mmr_category_weight": {"type": "number", "minimum": 0, "maximum": 1},
+                       "max_per_brand": {"type": "integer", "minimum": 0},
+                       "exploration_share": {"type": "number", "minimum": 0, "maximum": 0.5}}},
+        description='A/B arms: {"name": {"share": 0.5, knob: value}}, shares adding up to 1; empty = one arm "control".'),
+    "mmr_lambda": Param(None, type=["null", "number"], minimum=0, maximum=1,
+                        description="MMR weight of relevance against diversity (1 = no diversity re-ranking)."),
+    "max_per_brand": Param(None, type=["null", "integer"], minimum=0,
+                           description="At most this many items of one brand per list (0 = no cap)."),
+    "exploration_share": Param(None, type=["null", "number"], minimum=0, maximum=0.5,
+                               description="Share of list slots offered to new items found by text neighbours."),
 }
 
 
@@ -48,6 +71,10 @@ default_args = {
     "max_retry_delay": timedelta(minutes=20),
     "on_failure_callback": record_failure,
 }
+
+
+# model tasks: one at a time in the gpu pool; on a Celery cluster (docker-compose.yaml) also on the GPU worker's queue
+GPU = {"pool": "gpu", **({"queue": os.environ["RECSYS_GPU_QUEUE"]} if os.environ.get("RECSYS_GPU_QUEUE") else {})}
 
 
 def stage(name: str, **task_kwargs):
@@ -84,9 +111,14 @@ with DAG(
 
     @task_group(group_id="models")
     def models():
-        stage("train_candidates", pool="gpu") >> stage("evaluate") >> stage("train_served", pool="gpu")
+        stage("train_candidates", **GPU) >> stage("evaluate") >> stage("train_served", **GPU)
 
     recommend = stage("recommend")
+    feedback = stage("feedback")  # earlier days' lists against what their users did since
+    list_health = stage("list_health")  # coverage, exposure, diversity, novelty, cold share of the new lists
     publish = stage("publish", outlets=PUBLISHED)
+    report = stage("report")  # HTML report and GE data docs under $RECSYS_HOME/reports/<ds>/
 
-    ingest >> validate >> build >> features() >> models() >> recommend >> publish
+    ingest >> validate >> build >> features() >> models() >> recommend >> publish >> report
+    build >> feedback >> publish
+    recommend >> list_health >> publish

@@ -25,7 +25,8 @@ class Settings:
     holdout_days: int = 14  # int: days before D held out to choose the served model
     eval_k: int = 20  # int: cut-off of the offline metrics
     selection_metric: str = "ndcg"  # str: metric (ndcg | recall) on the "all" track that picks the served model
-    models: tuple[str, ...] = ("popularity", "segment_popularity", "repeat", "itemknn", "ease")  # tuple: candidate models
+    models: tuple[str, ...] = ("popularity", "segment_popularity", "repeat", "itemknn", "ease", "teacher",
+                               "student")  # tuple: candidate models
     max_bad_row_share: float = 0.10  # float: a file whose quarantined share is above this fails the run
     min_rows_for_share: int = 20  # int: files with fewer rows are never failed on the share alone
     retention_days: int = 30  # int: days of recs/metrics history kept in the analysts' database
@@ -45,6 +46,44 @@ class Settings:
     weight_add_to_cart: float = 4.0  # float: interaction weight of an add to cart
     weight_purchase: float = 8.0  # float: interaction weight of a purchase
     weight_rating: float = 5.0  # float: interaction weight of a rating (any value)
+    # the recommendation policy (recsys_tasks/policy; README "Recommendation policy" says what each knob trades)
+    recall_per_source: int = 100  # int: candidates each recall source offers per user
+    recent_items: int = 20  # int: a user's last N items whose behaviour and text neighbours are recalled
+    neighbour_k: int = 50  # int: neighbours per item walked by the behaviour and text sources
+    ann_min_items: int = 50_000  # int: catalogues this large search text neighbours with an IVF index, smaller exactly
+    ranker_max_users: int = 3000  # int: holdout users (a seeded sample) the scoring function is learned on
+    mmr_lambda: float = 0.9  # float: MMR weight of relevance against diversity (1 = no diversity re-ranking)
+    mmr_category_weight: float = 0.5  # float: share of "same category" (the rest: text cosine) in MMR similarity
+    max_per_brand: int = 10  # int: at most this many items of one brand in a list (0 = no cap)
+    exploration_share: float = 0.05  # float: share of list slots given to new items found by text (0 = none)
+    new_item_days: int = 14  # int: an item first seen this many days ago or less is new (cold)
+    no_rebuy_days: int = 180  # int: an item bought this recently is left out unless its category is re-purchased
+    repurchase_min_share: float = 0.05  # float: a category re-purchases when this share of its (buyer, item) pairs repeat
+    restricted_min_age: int = 18  # int: minimum age for items whose attributes say age_restricted
+    variants: str = '{"control": {"share": 1.0}}'  # str | dict (JSON): A/B arm -> traffic share and knob overrides
+    variant_salt: str = "recsys-ab-1"  # str: salt of the user bucketing hash (change it to re-draw every user)
+    feedback_days: int = 28  # int: lists published up to this many days before D are scored by feedback
+    feedback_bootstrap: int = 200  # int: bootstrap resamples behind each feedback confidence interval
+    # the language-model models (recsys_tasks/models/teacher.py, student.py, text_tuning.py; README "Language models")
+    lm_device: str = "auto"  # str: torch device of teacher, student and text tuning: auto (CUDA when present) | cpu | cuda
+    lm_dim: int = 64  # int: teacher width (item and history vectors)
+    lm_layers: int = 2  # int: teacher transformer blocks
+    lm_heads: int = 2  # int: teacher attention heads
+    lm_max_len: int = 50  # int: newest events per user the teacher and the student read
+    lm_target_window: int = 20  # int: each history position learns at most this many next items
+    lm_horizon_days: float = 30.0  # float: with time stamps, those items are the ones of the next N days (0: next events)
+    lm_epochs: int = 10  # int: teacher passes over the histories
+    lm_prior_weight: float = 0.5  # float: weight of the item-item (EASE) prior added to the teacher's score (0: none)
+    lm_full_softmax_max_items: int = 50_000  # int: larger catalogues train with a sampled softmax (bench/speed.py)
+    lm_time_budget_s: float = 60.0  # float: wall-clock cap of each teacher / student fit (0: the epochs alone decide)
+    student_dim: int = 32  # int: student vector width; scoring costs dim multiply-adds per user and item
+    student_epochs: int = 10  # int: student passes over the histories
+    student_distill_top_n: int = 50  # int: length of the teacher's list per user that the student learns
+    text_tuning_max_steps: int = 200  # int: contrastive MiniLM steps per night (0: the base embeddings are used)
+    text_tuning_time_budget_s: float = 30.0  # float: wall-clock cap of the nightly tuning (0: the steps alone decide)
+    text_tuning_min_pairs: int = 5_000  # int: fewer behaviour pairs than this keep the base MiniLM (too little signal)
+    text_tuning_batch_size: int = 32  # int: pairs per tuning step on the CPU (256 on CUDA)
+    text_tuning_layers: int = 2  # int: top MiniLM layers tuned; the lower ones stay frozen
     extra: dict = field(default_factory=dict)  # dict: source-specific knobs
 
     @property

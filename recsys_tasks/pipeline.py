@@ -21,7 +21,10 @@ STAGES = {
     "evaluate": "recsys_tasks.training:evaluate",
     "train_served": "recsys_tasks.training:train_served",
     "recommend": "recsys_tasks.recommend:recommend",
+    "feedback": "recsys_tasks.policy.feedback:online_feedback",
+    "list_health": "recsys_tasks.policy.health:list_health",
     "publish": "recsys_tasks.publish:publish",
+    "report": "recsys_tasks.report:write_report",
 }
 
 

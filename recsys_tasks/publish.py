@@ -30,9 +30,15 @@ PUBLISHED_TABLES = {
     "quality.validation_runs": "history",
     "quality.quarantine": "all",
     "ops.pipeline_runs": "history",
+    "metrics.online_feedback": "history",
+    "metrics.list_health": "history",
+    "policy.block_list": "all",
+    "policy.repurchase_categories": "all",
+    "policy.user_opt_outs": "all",
+    "policy.age_verified_users": "all",
 }
 # every table of the working database with a ds column: its history is kept for the retention window only
-HISTORY_TABLES = [t for t in PUBLISHED_TABLES if t != "quality.quarantine"] + ["ops.stage_runs"]
+HISTORY_TABLES = [t for t, how in PUBLISHED_TABLES.items() if how != "all"] + ["ops.stage_runs"]
 
 
 def prune(con, settings: Settings, keep_from: date) -> None:

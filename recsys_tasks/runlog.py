@@ -29,6 +29,42 @@ def code_version() -> str:
             return "unknown"
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """Progress of a long step in the task log: done of total, rate and ETA, at most one line every `every_s`."""
+
+    def __init__(self, what: str, total: int, unit: str = "items", every_s: float = 15.0, logger=None,
+                 clock=time.monotonic):
+        self.what, self.total, self.unit, self.every_s = what, max(0, int(total)), unit, every_s
+        self.log, self.clock = logger or log, clock
+        self.done = 0
+        self.started = self.last = clock()
+
+    def advance(self, n: int = 1) -> None:
+        """Count n more done; log a line when due and when the last one is done."""
+        self.done += n
+        now = self.clock()
+        if now - self.last >= self.every_s or self.done >= self.total:
+            self.last = now
+            self.log.info("%s", self.line(now))
+
+    def line(self, now: float | None = None) -> str:
+        """Return 'what: done/total unit (pct) at rate unit/s, ETA m:ss' (or 'in ...' once finished)."""
+        took = max((self.clock() if now is None else now) - self.started, 1e-9)
+        rate = self.done / took
+        share = self.done / self.total if self.total else 1.0
+        if self.done >= self.total:
+            tail = f"done in {_duration(took)}"
+        else:
+            tail = f"ETA {_duration((self.total - self.done) / rate)}" if rate > 0 else "ETA unknown"
+        return (f"{self.what}: {self.done:,}/{self.total:,} {self.unit} ({share:.0%}) at {rate:,.1f} {self.unit}/s, "
+                f"{tail}")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 

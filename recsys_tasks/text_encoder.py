@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from recsys_tasks.runlog import Progress
 from recsys_tasks.warehouse import registered
 
 log = logging.getLogger(__name__)
+PROGRESS_BATCHES = 16  # int: batches encoded between two progress checks (a line at most every 15 s)
 
 BASE_MODEL = "all-MiniLM-L6-v2"  # the key under which base-model embeddings are cached
 DIM = 384
@@ -54,8 +56,14 @@ def encode(texts: list[str], batch_size: int = 128, model_path: str | None = Non
         return np.zeros((0, DIM), dtype=np.float32)
     model = load(model_path)
     started = time.perf_counter()
-    out = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                       show_progress_bar=False)
+    progress = Progress("items encoded", len(texts), "texts", logger=log)
+    chunk = batch_size * PROGRESS_BATCHES  # a progress line between chunks; the model batches within each
+    parts = []
+    for lo in range(0, len(texts), chunk):
+        parts.append(model.encode(texts[lo:lo + chunk], batch_size=batch_size, normalize_embeddings=True,
+                                  convert_to_numpy=True, show_progress_bar=False))
+        progress.advance(len(parts[-1]))
+    out = np.concatenate(parts)
     took = time.perf_counter() - started
     log.info("encoded %d texts in %.1fs (%.0f texts/s) on %s", len(texts), took, len(texts) / max(took, 1e-9),
              model.device)

@@ -18,7 +18,7 @@ from recsys_tasks.config import Settings
 from recsys_tasks.models import build_model, load_model
 from recsys_tasks.models.topk import top_k
 from recsys_tasks.runlog import code_version
-from recsys_tasks.training_data import load_training_data, seen_mask, target_event_type
+from recsys_tasks.training_data import item_inputs, load_training_data, seen_mask, target_event_type
 from recsys_tasks.warehouse import fetch_frame, first_row, sql, work_db
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,67 @@ class Holdout:
         return cls(start=until - timedelta(days=days), until=until)
 
 
+LANGUAGE_MODELS = ("teacher", "student")  # fitted on the night's tuned text; the student distils the teacher
+
+
+def teacher_params(settings: Settings) -> dict:
+    """Return the teacher's hyper-parameters from the settings."""
+    return {"dim": settings.lm_dim, "layers": settings.lm_layers, "heads": settings.lm_heads,
+            "max_len": settings.lm_max_len, "epochs": settings.lm_epochs, "target_window": settings.lm_target_window,
+            "horizon_days": settings.lm_horizon_days or None,
+            "prior_weight": settings.lm_prior_weight, "prior_lambda": settings.ease_lambda,
+            "prior_max_items": settings.ease_max_items, "full_softmax_max_items": settings.lm_full_softmax_max_items,
+            "time_budget_s": settings.lm_time_budget_s or None, "device": settings.lm_device}
+
+
 def model_params(settings: Settings, name: str) -> dict:
     """Return the hyper-parameters the settings give a model."""
+    if name == "teacher":
+        return teacher_params(settings)
+    if name == "student":
+        return {"dim": settings.student_dim, "max_len": settings.lm_max_len, "epochs": settings.student_epochs,
+                "target_window": settings.lm_target_window, "horizon_days": settings.lm_horizon_days or None,
+                "distill_top_n": settings.student_distill_top_n,
+                "full_softmax_max_items": settings.lm_full_softmax_max_items,
+                "time_budget_s": settings.lm_time_budget_s or None, "device": settings.lm_device,
+                "teacher_params": teacher_params(settings)}
     return {
         "ease": {"lam": settings.ease_lambda, "max_items": settings.ease_max_items},
         "itemknn": {"neighbours": settings.knn_neighbours},
     }.get(name, {})
+
+
+def fit_order(models) -> list[str]:
+    """Return the models in fitting order: the teacher before the student that distils it."""
+    return sorted(models, key=lambda m: m == "student")
+
+
+def language_text(settings: Settings, ds: date, data, texts: list[str] | None, tune: bool) -> dict | None:
+    """Give data the night's domain-tuned text embeddings when a language model is a candidate; return the report.
+
+    The encoder is tuned once a night, in train_candidates, on pairs from the training window only (never the
+    holdout), warm-started from the previous night; train_served reuses it and encodes only texts it lacks.
+    """
+    if not any(m in LANGUAGE_MODELS for m in settings.models) or texts is None or data.item_text_embedding is None:
+        return None
+    if settings.text_tuning_max_steps <= 0:
+        return {"tuned": False, "reason": "text_tuning_max_steps is 0: the base MiniLM embeddings are used"}
+    from recsys_tasks.models.sequences import consecutive_pairs
+    from recsys_tasks.models.text_tuning import ENCODER_DIR, night_embeddings  # torch: only for language models
+
+    if not tune and not (settings.models_dir / ds.isoformat() / ENCODER_DIR / "model").exists():
+        # the candidates were compared on the base embeddings: the served refit keeps them
+        return {"tuned": False, "reason": "no encoder was tuned tonight: the base MiniLM embeddings are used"}
+    pairs = len(consecutive_pairs(data.user_sequences or []))
+    if pairs < settings.text_tuning_min_pairs:
+        return {"tuned": False, "pairs": pairs,
+                "reason": f"{pairs} behaviour pairs < text_tuning_min_pairs: the base MiniLM embeddings are used"}
+    embedding, report = night_embeddings(
+        settings.models_dir, ds, texts, data.user_sequences or [], tune=tune, device=settings.lm_device,
+        time_budget_s=settings.text_tuning_time_budget_s or None, max_steps=settings.text_tuning_max_steps,
+        batch_size=settings.text_tuning_batch_size, trainable_layers=settings.text_tuning_layers)
+    data.item_text_embedding = embedding
+    return {"tuned": True, **report}
 
 
 def model_dir(settings: Settings, ds: date, kind: str, name: str) -> Path:
@@ -52,9 +107,15 @@ def model_dir(settings: Settings, ds: date, kind: str, name: str) -> Path:
     return settings.models_dir / ds.isoformat() / kind / name
 
 
-def _fit_and_save(settings: Settings, name: str, data, target: Path, manifest: dict) -> dict:
+def _fit_and_save(settings: Settings, name: str, data, target: Path, manifest: dict,
+                  fitted: dict | None = None) -> dict:
     started = time.perf_counter()
-    model = build_model(name, **model_params(settings, name)).fit(data)
+    model = build_model(name, **model_params(settings, name))
+    if name == "student" and fitted and "teacher" in fitted:
+        model.with_teacher(fitted["teacher"])  # distil tonight's teacher instead of fitting a second one
+    model.fit(data)
+    if fitted is not None:
+        fitted[name] = model
     took = time.perf_counter() - started
     if target.exists():
         shutil.rmtree(target)
@@ -63,6 +124,8 @@ def _fit_and_save(settings: Settings, name: str, data, target: Path, manifest: d
     info = {**manifest, "model": name, "params": model_params(settings, name), "fit_seconds": round(took, 3),
             "scale_limits": model.scale_limits, "n_users": len(data.users), "n_items": len(data.items),
             "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat()}
+    if getattr(model, "fit_report", None):
+        info["fit_report"] = model.fit_report
     (target / "manifest.json").write_text(json.dumps(info, indent=2, default=str))
     log.info("fit %s on %d users x %d items in %.1fs", name, len(data.users), len(data.items), took)
     return info
@@ -74,9 +137,12 @@ def train_candidates(settings: Settings, ds: date, run_id: str) -> dict:
         holdout = Holdout.for_day(con, ds, settings.holdout_days)
         build_interactions(con, settings, "interactions_holdout", holdout.start)
         data = load_training_data(con, settings, "interactions_holdout", holdout.start, ds)
-    window = {"train_until": holdout.start, "holdout_until": holdout.until, "ds": ds}
-    for name in settings.models:
-        _fit_and_save(settings, name, data, model_dir(settings, ds, "candidates", name), window)
+        texts = item_inputs(con, ds, data.items).texts
+    window = {"train_until": holdout.start, "holdout_until": holdout.until, "ds": ds,
+              "text_encoder": language_text(settings, ds, data, texts, tune=True)}
+    fitted: dict = {}
+    for name in fit_order(settings.models):
+        _fit_and_save(settings, name, data, model_dir(settings, ds, "candidates", name), window, fitted)
     return {"candidate_models": len(settings.models), "holdout_train_users": len(data.users)}
 
 
@@ -178,8 +244,10 @@ def train_served(settings: Settings, ds: date, run_id: str) -> dict:
         evals = con.execute("SELECT track, metric, value FROM metrics.offline_eval WHERE ds = ? AND model = ?",
                             [ds, name]).fetchall()
         window = first_row(con, "SELECT min(dt), max(dt) FROM staging.events")
+        texts = item_inputs(con, ds, data.items).texts if name in LANGUAGE_MODELS else None
     manifest = {"ds": ds, "data_from": window[0], "data_until": window[1], "choice": choice,
-                "holdout_metrics": [dict(zip(("track", "metric", "value"), e)) for e in evals]}
+                "holdout_metrics": [dict(zip(("track", "metric", "value"), e)) for e in evals],
+                "text_encoder": language_text(settings, ds, data, texts, tune=False)}
     target = model_dir(settings, ds, "served", name)
     if target.parent.exists():
         shutil.rmtree(target.parent)  # a re-run of the day replaces its served model

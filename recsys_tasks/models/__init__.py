@@ -1,6 +1,7 @@
 """Recommendation models behind one interface, and a registry to build or load them by name."""
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -15,24 +16,44 @@ MODELS: dict[str, type[Recommender]] = {
     cls.name: cls for cls in (Popularity, SegmentPopularity, Repeat, ItemKNN, EASE)
 }
 
+# The language-model models import torch: loaded on first use, so the baselines' tasks stay light.
+LANGUAGE_MODELS: dict[str, str] = {
+    "teacher": "recsys_tasks.models.teacher:Teacher",
+    "student": "recsys_tasks.models.student:Student",
+}
+
+
+def model_names() -> list[str]:
+    """Return every registry name: the baselines, then the language-model models."""
+    return [*MODELS, *LANGUAGE_MODELS]
+
+
+def model_class(name: str) -> type[Recommender]:
+    """Return the class behind a registry name."""
+    if name in MODELS:
+        return MODELS[name]
+    if name in LANGUAGE_MODELS:
+        module, cls = LANGUAGE_MODELS[name].split(":")
+        return getattr(importlib.import_module(module), cls)
+    raise ValueError(f"unknown model {name!r}; expected one of {', '.join(model_names())}")
+
 
 def build_model(name: str, **params) -> Recommender:
     """Return an unfitted model by registry name."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
-    return MODELS[name](**params)
+    return model_class(name)(**params)
 
 
 def load_model(directory: Path) -> Recommender:
     """Return the model saved in directory, whatever its kind."""
     name = json.loads((Path(directory) / "model.json").read_text())["name"]
-    if name not in MODELS:
+    if name not in model_names():
         raise ValueError(f"{directory} holds an unknown model {name!r}")
-    return MODELS[name].load(directory)
+    return model_class(name).load(directory)
 
 
 __all__ = [
     "EASE",
+    "LANGUAGE_MODELS",
     "MODELS",
     "Evidence",
     "ItemKNN",
@@ -43,5 +64,7 @@ __all__ = [
     "TrainingData",
     "build_model",
     "load_model",
+    "model_class",
+    "model_names",
     "top_k",
 ]

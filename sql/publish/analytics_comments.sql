@@ -4,8 +4,8 @@ COMMENT ON COLUMN recs.user_topk.ds IS 'Day D of the nightly run (data up to the
 COMMENT ON COLUMN recs.user_topk.user_id IS 'Shop user id';
 COMMENT ON COLUMN recs.user_topk.rank IS 'Position in the list, 1 = first';
 COMMENT ON COLUMN recs.user_topk.item_id IS 'Recommended item';
-COMMENT ON COLUMN recs.user_topk.score IS 'Model score (comparable within one user and model; NULL for popularity fill)';
-COMMENT ON COLUMN recs.user_topk.strategy IS 'Which evidence produced the item: repeat, itemknn, ease, popularity, popularity_fill, ...';
+COMMENT ON COLUMN recs.user_topk.score IS 'Policy arms: the learned chance the user buys the item within the holdout horizon; bare arms: the model score; NULL for exploration and popularity fill';
+COMMENT ON COLUMN recs.user_topk.strategy IS 'The source whose evidence explains the item: buy_again, bought_with, similar_text, trending, segment_popularity, viewed, explore_new, the served model''s own (repeat, itemknn, ease, popularity, ...), popularity_fill';
 COMMENT ON COLUMN recs.user_topk.reason IS 'Human-readable explanation shown next to the item';
 COMMENT ON COLUMN recs.user_topk.model IS 'Served model and the day it was trained (name@ds)';
 COMMENT ON COLUMN recs.user_topk.variant IS 'A/B variant the user is bucketed in';
@@ -25,3 +25,14 @@ COMMENT ON TABLE quality.validation_runs IS 'Great Expectations results per run,
 COMMENT ON TABLE quality.quarantine IS 'Input rows that broke a validation rule, with file, row and the raw record';
 COMMENT ON TABLE ops.pipeline_runs IS 'One row per nightly run: status, row counts, served model, code version, stage durations';
 COMMENT ON VIEW recs.latest_user_topk IS 'recs.user_topk of the latest published day';
+COMMENT ON TABLE metrics.online_feedback IS 'Each night D: the lists published on earlier days (list_ds) scored against what their users did in (list_ds, D], per variant and strategy (all = whole list), with bootstrap 95% intervals';
+COMMENT ON COLUMN metrics.online_feedback.days_after IS 'D - list_ds: how many days of behaviour the score has seen';
+COMMENT ON COLUMN metrics.online_feedback.metric IS 'hit_rate (a user bought a listed item), ndcg (binary gains, strategy all), precision (bought / listed), revenue_share (revenue of bought listed items / all revenue of those users)';
+COMMENT ON COLUMN metrics.online_feedback.n_users IS 'Users with a list on list_ds who bought something in the window';
+COMMENT ON COLUMN metrics.online_feedback.ci_low IS '2.5th percentile over bootstrap resamples of the users';
+COMMENT ON COLUMN metrics.online_feedback.ci_high IS '97.5th percentile over bootstrap resamples of the users';
+COMMENT ON TABLE metrics.list_health IS 'Per day, variant and segment (all = everyone): coverage, gini (exposure concentration), intra_list_diversity, category_diversity, novelty, cold_share, cold_items_exposed of the published lists';
+COMMENT ON TABLE policy.block_list IS 'Business rule: items never recommended; a row names an item_id, a brand or a category (path prefix), in force from blocked_from to blocked_until';
+COMMENT ON TABLE policy.repurchase_categories IS 'Business rule: top categories whose items may be recommended again after a purchase (repurchase = true) or not; unlisted categories follow the observed re-purchase share';
+COMMENT ON TABLE policy.user_opt_outs IS 'Business rule: scope all (no list), personalisation (segment list), category or brand (value) from opted_out_on';
+COMMENT ON TABLE policy.age_verified_users IS 'Business rule: the age a user is verified to be at least; age-restricted items need it (a past restricted purchase also counts)';

@@ -68,3 +68,20 @@ CREATE TABLE IF NOT EXISTS ops.pipeline_runs (
 CREATE TABLE IF NOT EXISTS ops.stage_runs (
     ds DATE, run_id VARCHAR, stage VARCHAR, started_at TIMESTAMP, duration_s DOUBLE, row_counts JSON, status VARCHAR
 );
+
+-- The recommendation policy's business rules, kept as data (README "Recommendation policy" says how to fill them).
+CREATE SCHEMA IF NOT EXISTS policy;
+CREATE TABLE IF NOT EXISTS policy.block_list (
+    item_id VARCHAR, brand VARCHAR, category VARCHAR, reason VARCHAR, blocked_from DATE, blocked_until DATE
+);
+CREATE TABLE IF NOT EXISTS policy.repurchase_categories (category VARCHAR, repurchase BOOLEAN, note VARCHAR);
+CREATE TABLE IF NOT EXISTS policy.user_opt_outs (user_id VARCHAR, scope VARCHAR, value VARCHAR, opted_out_on DATE);
+CREATE TABLE IF NOT EXISTS policy.age_verified_users (user_id VARCHAR, age_at_least INTEGER, verified_on DATE);
+
+CREATE TABLE IF NOT EXISTS metrics.online_feedback (
+    ds DATE, list_ds DATE, days_after INTEGER, variant VARCHAR, strategy VARCHAR, metric VARCHAR, k INTEGER,
+    value DOUBLE, ci_low DOUBLE, ci_high DOUBLE, n_users BIGINT
+);
+CREATE TABLE IF NOT EXISTS metrics.list_health (
+    ds DATE, variant VARCHAR, segment VARCHAR, metric VARCHAR, k INTEGER, value DOUBLE, n_users BIGINT
+);

@@ -32,9 +32,13 @@ def test_dag_structure_params_pool_and_assets(airflow_db):
     dag = load_dag()
     order = ["ingest", "validate", "build", "features.item_knowledge", "features.user_profile",
              "models.train_candidates", "models.evaluate", "models.train_served", "recommend", "publish"]
-    assert sorted(dag.task_ids) == sorted(order)
+    policy = {"feedback": ("build", "publish"), "list_health": ("recommend", "publish")}  # beside the main line
+    assert sorted(dag.task_ids) == sorted(order + list(policy))
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+    for task_id, (upstream, downstream) in policy.items():
+        assert task_id in dag.get_task(upstream).downstream_task_ids and \
+            downstream in dag.get_task(task_id).downstream_task_ids, task_id
     assert dag.max_active_runs == 1 and not dag.catchup
     assert {dag.get_task(t).pool for t in ("models.train_candidates", "models.train_served")} == {"gpu"}
     assert dag.params["top_k"] == 50 and dag.params["source"] == "demo"

@@ -5,6 +5,7 @@ import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recsys_tasks import demo_logs
@@ -27,7 +28,10 @@ def shop(airflow_db, tmp_path_factory) -> dict:
     report = demo_logs.generate(landing, start=START, days=DAYS, seed=3, n_users=150, n_items=90,
                                 malformed_share=0.01)
     home = root / "home"
-    conf = {"source": "landing", "landing": str(landing), "top_k": TOP_K, "holdout_days": 3}
+    # the language models on a small budget: a few epochs and two text-tuning steps (deterministic, so a re-run of
+    # the day must reproduce every table)
+    conf = {"source": "landing", "landing": str(landing), "top_k": TOP_K, "holdout_days": 3, "lm_epochs": 3,
+            "student_epochs": 3, "lm_time_budget_s": 60, "text_tuning_max_steps": 2, "text_tuning_min_pairs": 0}
     state = run_day(home, D, **conf)
     return {"home": home, "landing": landing, "report": report, "conf": conf, "state": state}
 
@@ -85,7 +89,7 @@ def test_because_reasons_cite_an_item_from_the_users_history(shop):
 def test_model_choice_is_recorded_and_unknown_users_get_default_lists(shop):
     with analytics(shop["home"]) as con:
         models = {r[0] for r in con.execute("SELECT DISTINCT model FROM metrics.offline_eval WHERE ds = ?", [D]).fetchall()}
-        assert models == {"popularity", "segment_popularity", "repeat", "itemknn", "ease"}
+        assert models == {"popularity", "segment_popularity", "repeat", "itemknn", "ease", "teacher", "student"}
         served = con.execute("SELECT DISTINCT model FROM metrics.offline_eval WHERE ds = ? AND served", [D]).fetchall()
         assert len(served) == 1
         best = con.execute("SELECT model FROM metrics.offline_eval WHERE ds = ? AND track = 'all' AND metric = 'ndcg' "
@@ -98,6 +102,23 @@ def test_model_choice_is_recorded_and_unknown_users_get_default_lists(shop):
         overall = con.execute("SELECT count(*), count(DISTINCT item_id) FROM recs.default_topk "
                               "WHERE ds = ? AND segment = 'all'", [D]).fetchone()
         assert overall[0] == overall[1] == TOP_K
+
+
+def test_language_models_leave_versioned_artefacts(shop):
+    import json
+
+    from recsys_tasks.models import load_model
+
+    night = shop["home"] / "models" / D.isoformat()
+    tuning = json.loads((night / "text_encoder" / "tuning.json").read_text())
+    assert tuning["steps"] == 2 and tuning["pairs"] > 0  # MiniLM tuned on the training window's pairs
+    for name in ("teacher", "student"):
+        manifest = json.loads((night / "candidates" / name / "manifest.json").read_text())
+        assert manifest["train_until"] and manifest["code_version"] and manifest["params"]["epochs"] == 3
+        assert manifest["text_encoder"]["tuned"] and manifest["fit_report"]["epochs_run"] == 3
+        model = load_model(night / "candidates" / name)
+        scores = model.score(np.arange(3))
+        assert scores.dtype == np.float32 and np.isfinite(scores).all()  # every item, new ones through their text
 
 
 def test_malformed_rows_are_quarantined_and_valid_rows_kept(shop):

@@ -1,0 +1,241 @@
+"""The student: a small pooled-history model distilled from the teacher, scored with one matrix product.
+
+Knowledge distillation for ranking (Tang & Wang, "Ranking Distillation", KDD 2018; Hinton et al. 2015): the student
+learns the ground truth (next events, like the teacher) and, for every training user, the teacher's top-N list
+with its scores as a soft target: loss = w_gt CE(next events) + w_kd sum_j p_teacher(j) (-log p_student(j)),
+p_teacher = softmax(teacher score / T) over the top-N. After fit, every known user is one vector u (dim,) and every
+item one vector v (dim,): score(u, i) = u . v_i (+ a sparse "buy it again" bonus on the user's own items), so
+scoring users is one chunked (users x dim) @ (dim x items) product and an exact top-K; torch is not needed.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recsys_tasks.models.base import Recommender, TrainingData
+from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything
+from recsys_tasks.models.sequence_net import PooledEncoder, SequenceNet, mask_seen
+from recsys_tasks.models.sequence_training import all_items, sampled_items, train_net
+from recsys_tasks.models.sequences import histories, sequence_ages, training_windows
+from recsys_tasks.models.teacher import SequenceRecommender, Teacher
+from recsys_tasks.models.topk import top_k
+
+log = logging.getLogger(__name__)
+
+
+class Student(SequenceRecommender):
+    """Recency-weighted pooled history (no attention), distilled from a Teacher; scores are u . v."""
+
+    name = "student"
+    scale_limits = ("student: O((n_users + n_items) x dim) floats; scoring one (users x dim) @ (dim x n_items) "
+                    "product per chunk plus O(nnz) repeat bonus")
+
+    def __init__(self, dim: int = 32, max_len: int = 50, id_dropout: float = 0.1, target_window: int = 1,
+                 horizon_days: float | None = None, repeat_aware: str | bool = "auto", epochs: int = 10, batch_size: int = 256,
+                 cuda_batch_size: int = 2048, lr: float = 3e-3, weight_decay: float = 0.01,
+                 distill_top_n: int = 50, distill_weight: float = 4.0, ground_truth_weight: float = 1.0,
+                 temperature: float = 1.0, full_softmax_max_items: int = 50_000, negatives: int = 4096,
+                 min_item_count: int = 1, time_budget_s: float | None = None, device: str | None = None,
+                 seed: int = 0, user_residual: bool = True, teacher_params: dict | None = None) -> None:
+        super().__init__()
+        self._init_sequence(dim, max_len, id_dropout, repeat_aware, device, seed)
+        self.target_window = target_window  # int: each position predicts the distinct items of the next N events
+        self.horizon_days = horizon_days  # float | None: with time stamps, targets = items of the next N days instead
+        self.epochs = epochs  # int: passes over every window (fewer when the time budget runs out)
+        self.batch_size = batch_size  # int: windows (and distilled users) per step on the CPU
+        self.cuda_batch_size = cuda_batch_size  # int: the same on a GPU
+        self.lr = lr  # float: AdamW learning rate
+        self.weight_decay = weight_decay  # float: AdamW weight decay
+        self.distill_top_n = distill_top_n  # int: length of the teacher's list per user
+        self.distill_weight = distill_weight  # float: weight of the teacher's lists in the loss
+        self.ground_truth_weight = ground_truth_weight  # float: weight of the observed next events in the loss
+        self.temperature = temperature  # float: softens the teacher's scores into a distribution
+        self.full_softmax_max_items = full_softmax_max_items  # int: larger catalogues use a sampled softmax
+        self.negatives = negatives  # int: uniform negatives per step of the sampled softmax
+        self.min_item_count = min_item_count  # int: items seen fewer times get no ID embedding (text only)
+        self.time_budget_s = time_budget_s  # float | None: wall-clock limit of the student's own training
+        self.user_residual = user_residual  # bool: known users get a free vector added to their pooled history
+        self.teacher_params = dict(teacher_params or {})  # dict: a Teacher fitted here when none is given
+        self.user_vectors: np.ndarray | None = None  # (n_users, dim) float32
+        self.item_vectors: np.ndarray | None = None  # (n_items, dim) float32, the logit scale folded in
+        self.repeat_bonus: sp.csr_matrix | None = None  # (n_users, n_items) float32 on the users' own items
+        self._teacher: Teacher | None = None
+
+    def get_params(self) -> dict:
+        return {"dim": self.dim, "max_len": self.max_len, "id_dropout": self.id_dropout,
+                "target_window": self.target_window, "horizon_days": self.horizon_days,
+                "repeat_aware": self.repeat_aware, "epochs": self.epochs,
+                "batch_size": self.batch_size, "cuda_batch_size": self.cuda_batch_size, "lr": self.lr,
+                "weight_decay": self.weight_decay, "distill_top_n": self.distill_top_n,
+                "distill_weight": self.distill_weight, "ground_truth_weight": self.ground_truth_weight,
+                "temperature": self.temperature, "full_softmax_max_items": self.full_softmax_max_items,
+                "negatives": self.negatives, "min_item_count": self.min_item_count,
+                "time_budget_s": self.time_budget_s, "device": self.device, "seed": self.seed,
+                "user_residual": self.user_residual, "teacher_params": self.teacher_params}
+
+    def with_teacher(self, teacher: Teacher) -> "Student":
+        """Distil from an already fitted teacher (fitted on the same data) instead of fitting one."""
+        self._teacher = teacher
+        return self
+
+    def _encoder(self) -> PooledEncoder:
+        return PooledEncoder(self.dim, self.max_len)
+
+    def _teacher_lists(self, teacher: Teacher, exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
+        """Return the teacher's top-N items (n_users, N) and scores for every user, history removed if asked."""
+        users = np.arange(len(self.users))
+        return top_k(teacher, users, self.distill_top_n, exclude=exclude, chunk=1024)
+
+    def fit(self, data: TrainingData) -> "Student":
+        started = time.perf_counter()
+        self._remember_ids(data)
+        teacher = self._teacher
+        if teacher is None:
+            teacher = Teacher(**{"time_budget_s": self.time_budget_s, **self.teacher_params}).fit(data)
+        if list(teacher.items) != list(data.items) or list(teacher.users) != list(data.users):
+            raise ValueError("the teacher was fitted on other users or items")
+        teacher_seconds = time.perf_counter() - started
+        generator = seed_everything(self.seed)
+        device = self._torch_device()
+        sequences, ages = histories(data), sequence_ages(data)
+        self.net = self._build(data, sequences, ages, self.min_item_count)
+        if self.user_residual:
+            # fitted only by the teacher's lists: the student copies the teacher per user, not just on average
+            self.net.user_residual = torch.nn.Embedding(data.n_users, self.dim)
+            torch.nn.init.zeros_(self.net.user_residual.weight)
+        seen = None if self.uses_repeats else _history_matrix(sequences, data.n_items)
+        top_items, top_scores = self._teacher_lists(teacher, seen)
+        again = None
+        if getattr(teacher, "buy_again_weight", 0) > 0 and teacher.bought is not None:
+            # the teacher's "buy it again" term covers the whole history: the student learns its own weight for it
+            again = teacher.bought
+            self.net.again_weight = torch.nn.Parameter(torch.ones(()))
+        kd = _distillation_loss(self, top_items, top_scores, device, generator, again)
+        windows = training_windows(sequences, self.max_len, self.target_window, ages, self.horizon_days)
+        batch = batch_size_for(device, self.batch_size, self.cuda_batch_size)
+        budget = TimeBudget(self.time_budget_s)
+        losses = train_net(
+            self.net, windows, data.n_items, epochs=self.epochs, batch_size=batch, lr=self.lr,
+            weight_decay=self.weight_decay, budget=budget, device=device, generator=generator,
+            full_softmax_max_items=self.full_softmax_max_items, negatives=self.negatives,
+            mask_history=not self.uses_repeats, extra_loss=kd if self.distill_weight > 0 else None,
+            window_weight=self.ground_truth_weight)
+        self._export(device, again)
+        self.fit_report = {"device": str(device), "windows": len(windows), "epochs_run": len(losses),
+                           "loss_by_epoch": [round(x, 4) for x in losses], "repeat_aware": self.uses_repeats,
+                           "teacher_seconds": round(teacher_seconds, 2),
+                           "fit_seconds": round(time.perf_counter() - started, 2)}
+        log.info("student fit: %s", self.fit_report)
+        return self
+
+    @torch.no_grad()
+    def _export(self, device: torch.device, again: sp.csr_matrix | None = None, chunk: int = 2048) -> None:
+        """Turn the network into user vectors, item vectors and the sparse repeat bonus (+ the buy-again term)."""
+        net = self.net.to(device).eval()
+        _, position = all_items(self.n_items, device)
+        with autocast(device):
+            vectors = net.tower(None)
+            scale = net.log_scale.exp() / np.sqrt(self.dim)
+            users, bonus_rows, bonus_cols, bonus_vals = [], [], [], []
+            for start in range(0, len(self.users), chunk):
+                tokens, counts, ages = self._tail(np.arange(start, min(start + chunk, len(self.users))), device)
+                rows = torch.arange(tokens.shape[0], device=device)
+                cols = torch.full_like(rows, tokens.shape[1] - 1)
+                states = net.states(tokens, vectors, position)[rows, cols]
+                if hasattr(net, "user_residual"):
+                    states = states + net.user_residual(rows + start)
+                users.append(states.float().cpu().numpy())
+                if net.repeat is not None:
+                    # the bonus the network adds at the cut-off, frozen into a sparse matrix
+                    bonus, where = net.repeat_bonus(tokens, counts, ages, vectors, position, states, rows, cols,
+                                                    torch.zeros_like(rows, dtype=ages.dtype))
+                    bonus, where = bonus.float().cpu().numpy(), where.cpu().numpy()
+                    keep = (tokens.cpu().numpy() > 0) & (bonus != 0)
+                    r, c = np.nonzero(keep)
+                    bonus_rows.append(r + start)
+                    bonus_cols.append(where[r, c])
+                    bonus_vals.append(bonus[r, c])
+        self.user_vectors = np.vstack(users).astype(np.float32)
+        self.item_vectors = (vectors.float() * scale).cpu().numpy().astype(np.float32)
+        shape = (len(self.users), self.n_items)
+        if bonus_rows:
+            self.repeat_bonus = sp.csr_matrix((np.concatenate(bonus_vals), (np.concatenate(bonus_rows),
+                                                                            np.concatenate(bonus_cols))), shape=shape,
+                                              dtype=np.float32)
+        else:
+            self.repeat_bonus = sp.csr_matrix(shape, dtype=np.float32)
+        if again is not None:
+            weight = float(self.net.again_weight.detach().cpu())
+            self.repeat_bonus = (self.repeat_bonus + weight * again).astype(np.float32).tocsr()
+        self.net = None  # scoring needs only the vectors
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        user_idx = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
+        scores = self.user_vectors[user_idx] @ self.item_vectors.T
+        bonus = self.repeat_bonus[user_idx].tocoo()
+        scores[bonus.row, bonus.col] += bonus.data
+        return scores
+
+    def _item_vectors(self, items: np.ndarray) -> np.ndarray:
+        return self.item_vectors[items].copy()
+
+    def _state(self) -> dict:
+        return {"user_vectors": self.user_vectors, "item_vectors": self.item_vectors,
+                "repeat_bonus": self.repeat_bonus, **self._tail_state()}
+
+    def _set_state(self, state: dict) -> None:
+        self.user_vectors = state["user_vectors"].astype(np.float32)
+        self.item_vectors = state["item_vectors"].astype(np.float32)
+        self.repeat_bonus = sp.csr_matrix(state["repeat_bonus"], dtype=np.float32)
+        self._set_tail_state(state)
+
+
+def _history_matrix(sequences: list[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """Return the (n_users, n_items) 0/1 matrix of the items in each history."""
+    rows = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+    cols = np.concatenate(sequences) if sequences else np.zeros(0, dtype=np.int64)
+    m = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(sequences), n_items))
+    m.data[:] = 1.0
+    return m
+
+
+def _distillation_loss(student: Student, top_items: np.ndarray, top_scores: np.ndarray, device: torch.device,
+                       generator: torch.Generator, again: sp.csr_matrix | None = None):
+    """Return extra_loss(net, step): the teacher's soft top-N lists against the student's softmax, one user batch."""
+    has_list = np.flatnonzero((top_items >= 0).any(axis=1) & (student.tail_tokens > 0).any(axis=1))
+    weights = np.where(top_items >= 0, top_scores / student.temperature, -np.inf)
+    with np.errstate(invalid="ignore"):
+        teacher_p = np.exp(weights - weights.max(axis=1, keepdims=True))
+        teacher_p = np.nan_to_num(teacher_p / teacher_p.sum(axis=1, keepdims=True)).astype(np.float32)
+    sampled = student.n_items > student.full_softmax_max_items
+    batch = batch_size_for(device, student.batch_size, student.cuda_batch_size)
+
+    def loss(net: SequenceNet, step: int) -> torch.Tensor:
+        if len(has_list) == 0:
+            return torch.zeros((), device=device)
+        pick = has_list[torch.randint(0, len(has_list), (min(batch, len(has_list)),), generator=generator).numpy()]
+        tokens, counts, ages = student._tail(pick, device)
+        listed = torch.as_tensor(top_items[pick], device=device)
+        if sampled:
+            items, position = sampled_items(student.n_items, tokens, listed, student.negatives, generator, device)
+        else:
+            items, position = all_items(student.n_items, device)
+        targets = position[listed + 1]
+        shift = net.user_residual(torch.as_tensor(pick, device=device)) if hasattr(net, "user_residual") else None
+        logits = net.last_logits(tokens, counts, ages, net.tower(items), position, shift)
+        if again is not None:
+            dense = torch.as_tensor(again[pick].toarray(), device=device)
+            logits = logits + net.again_weight * (dense if items is None else dense[:, items])
+        if not student.uses_repeats:
+            rows = torch.arange(len(pick), device=device)
+            logits = mask_seen(logits, tokens, position, rows, torch.full_like(rows, tokens.shape[1] - 1), targets)
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(1, targets.clamp(min=0))
+        p = torch.as_tensor(teacher_p[pick], device=device)
+        return -student.distill_weight * (p * torch.where(targets >= 0, logp, torch.zeros_like(logp))).sum(-1).mean()
+
+    return loss

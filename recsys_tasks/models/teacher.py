@@ -1,0 +1,281 @@
+"""The teacher: a transformer over each user's recent history, scoring the whole catalogue (SASRec-style).
+
+Kang & McAuley, "Self-Attentive Sequential Recommendation" (ICDM 2018), trained with a softmax over the whole
+catalogue instead of one sampled negative (sampled softmax past full_softmax_max_items), items represented by the
+fused tower of sequence_net (tuned text + ID + attributes), and a repeat head for shops whose customers re-order.
+Optionally the score adds a closed-form item-item prior (EASE, Steck 2019) fitted on the same histories: the
+transformer is low-rank (dim), the prior is full-rank co-occurrence; and a "buy it again" term, log(1 + times
+bought) over the whole history (the repeat head sees only the window). Both weights are chosen on validation.
+Shapes: windows (B, max_len) -> states (B, max_len, dim) -> logits (B, max_len, n_items).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recsys_tasks.models.base import Evidence, Recommender, TrainingData
+from recsys_tasks.models.ease import EASE
+from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything, torch_device
+from recsys_tasks.models.net_state import build_tower, net_arrays, restore_net
+from recsys_tasks.models.sequence_net import SequenceNet, TransformerEncoder
+from recsys_tasks.models.sequence_training import all_items, train_net, trimmed
+from recsys_tasks.models.sequences import histories, last_windows, repeat_share, sequence_ages, training_windows
+
+log = logging.getLogger(__name__)
+
+REPEAT_SHARE = 0.05  # "auto" repeat awareness: on when at least this share of events re-buys an item
+
+
+def repeat_awareness(setting: str | bool, sequences: list[np.ndarray]) -> bool:
+    """Resolve "auto" | true | false against the share of repeated events in the histories."""
+    if isinstance(setting, str) and setting.lower() == "auto":
+        return repeat_share(sequences) >= REPEAT_SHARE
+    return str(setting).lower() in ("1", "true", "yes")
+
+
+class SequenceRecommender(Recommender):
+    """What the teacher and the student share: histories, the network, scoring the newest window, save/load."""
+
+    def _init_sequence(self, dim, max_len, id_dropout, repeat_aware, device, seed) -> None:
+        self.dim, self.max_len, self.id_dropout = dim, max_len, id_dropout
+        self.repeat_aware, self.device, self.seed = repeat_aware, device, seed
+        self.net: SequenceNet | None = None
+        self.tail_tokens: np.ndarray | None = None  # (n_users, max_len) int64 newest events, left-padded
+        self.tail_counts: np.ndarray | None = None  # (n_users, max_len) float32 running counts of those events
+        self.tail_ages: np.ndarray | None = None  # (n_users, max_len) float32 their days before the cut-off
+        self.uses_repeats = False
+        self.uses_days = False
+        self.fit_report: dict = {}
+
+    def _encoder(self):
+        raise NotImplementedError
+
+    def _build(self, data: TrainingData, sequences: list[np.ndarray], ages: list[np.ndarray] | None,
+               min_item_count: int) -> SequenceNet:
+        self.uses_repeats = repeat_awareness(self.repeat_aware, sequences)
+        self.uses_days = ages is not None
+        tower = build_tower(data, sequences, self.dim, self.id_dropout, min_item_count)
+        users = np.arange(data.n_users)
+        self.tail_tokens, self.tail_counts, self.tail_ages = last_windows(sequences, users, self.max_len, ages)
+        return SequenceNet(tower, self._encoder(), self.dim, self.uses_repeats, self.uses_days)
+
+    def _tail(self, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return the newest windows of user rows as tensors (tokens, counts, ages), trimmed of shared padding."""
+        cols = trimmed(self.tail_tokens[rows])
+        return (torch.as_tensor(self.tail_tokens[rows][:, cols], device=device),
+                torch.as_tensor(self.tail_counts[rows][:, cols], device=device),
+                torch.as_tensor(self.tail_ages[rows][:, cols], device=device))
+
+    def _torch_device(self) -> torch.device:
+        return torch_device(self.device)
+
+    @torch.no_grad()
+    def _last_logits(self, user_idx: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """Return (len(user_idx), n_items) float32 logits after each user's newest event (short histories batched)."""
+        device = self._torch_device()
+        net = self.net.to(device).eval()
+        _, position = all_items(self.n_items, device)
+        out = np.empty((len(user_idx), self.n_items), dtype=np.float32)
+        with autocast(device):
+            vectors = net.tower(None)
+            order = np.argsort((self.tail_tokens[user_idx] != 0).sum(axis=1), kind="stable")
+            for start in range(0, len(order), chunk):
+                pick = order[start:start + chunk]
+                logits = net.last_logits(*self._tail(user_idx[pick], device), vectors, position)
+                out[pick] = logits.float().cpu().numpy()
+        return out
+
+    def _repeat_evidence(self, user_idx: int, item: int) -> Evidence | None:
+        tokens, counts = self.tail_tokens[user_idx], self.tail_counts[user_idx]
+        where = np.flatnonzero(tokens == item + 1)
+        if not self.uses_repeats or len(where) == 0:
+            return None
+        return Evidence("repeat", because_item=int(item), count=int(counts[where[-1]]))
+
+    def _item_vectors(self, items: np.ndarray) -> np.ndarray:
+        """Return the model's (len(items), dim) item vectors."""
+        with torch.no_grad():
+            return self.net.cpu().tower(torch.as_tensor(items, dtype=torch.long)).numpy()
+
+    def _closest_history_item(self, user_idx: int, items: np.ndarray) -> list[int | None]:
+        """Return, per item, the history item whose vector is closest to it (the model's own similarity)."""
+        history = np.unique(self.tail_tokens[user_idx][self.tail_tokens[user_idx] > 0] - 1)
+        if len(history) == 0:
+            return [None] * len(items)
+        vectors = self._item_vectors(np.r_[history, items])
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+        sims = vectors[len(history):] @ vectors[:len(history)].T
+        return [int(history[j]) for j in sims.argmax(axis=1)]
+
+    def explain(self, user_idx: int, item_idx: np.ndarray) -> list[Evidence]:
+        self._check_fitted()
+        items = np.atleast_1d(np.asarray(item_idx, dtype=np.int64))
+        closest = self._closest_history_item(user_idx, items)
+        out = []
+        for item, near in zip(items, closest):
+            again = self._repeat_evidence(user_idx, int(item))
+            out.append(again if again is not None else Evidence(self.name, because_item=near))
+        return out
+
+    def _sequence_state(self) -> dict:
+        return {**net_arrays(self.net), **self._tail_state()}
+
+    def _tail_state(self) -> dict:
+        return {"tail_tokens": self.tail_tokens.astype(np.int32), "tail_counts": self.tail_counts,
+                "tail_ages": self.tail_ages, "uses_repeats": np.asarray(self.uses_repeats),
+                "uses_days": np.asarray(self.uses_days)}
+
+    def _set_tail_state(self, state: dict) -> None:
+        self.uses_repeats = bool(state["uses_repeats"])
+        self.uses_days = bool(state["uses_days"])
+        self.tail_tokens = state["tail_tokens"].astype(np.int64)
+        self.tail_counts = state["tail_counts"].astype(np.float32)
+        self.tail_ages = state["tail_ages"].astype(np.float32)
+
+    def _set_sequence_state(self, state: dict) -> None:
+        self._set_tail_state(state)
+        self.net = restore_net(state, self.dim, self.id_dropout, self._encoder, self.uses_repeats, self.uses_days)
+
+
+class Teacher(SequenceRecommender):
+    """Transformer over the newest max_len events; every known user is scored against every item."""
+
+    name = "teacher"
+    scale_limits = ("teacher: O(n_items x dim) parameters; full softmax up to full_softmax_max_items, sampled past "
+                    "it; scoring O(max_len^2 x dim + n_items x dim) per user")
+
+    def __init__(self, dim: int = 64, layers: int = 2, heads: int = 2, max_len: int = 50, dropout: float = 0.3,
+                 id_dropout: float = 0.1, target_window: int = 1, repeat_aware: str | bool = "auto",
+                 epochs: int = 20, batch_size: int = 128, cuda_batch_size: int = 1024, lr: float = 1e-3,
+                 weight_decay: float = 0.01, full_softmax_max_items: int = 50_000, negatives: int = 4096,
+                 horizon_days: float | None = None, min_item_count: int = 1, mask_history: bool = False,
+                 prior_weight: float = 0.0, prior_lambda: float = 50.0, prior_max_items: int = 20_000,
+                 buy_again_weight: float = 0.0, time_budget_s: float | None = None,
+                 device: str | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self._init_sequence(dim, max_len, id_dropout, repeat_aware, device, seed)
+        self.mask_history = mask_history  # bool: without repeats, a user's own items leave the training softmax
+        self.layers = layers  # int: transformer blocks
+        self.heads = heads  # int: attention heads (dim must divide by it)
+        self.dropout = dropout  # float: dropout on embeddings, attention and feed-forward outputs
+        self.target_window = target_window  # int: each position predicts the distinct items of the next N events
+        self.horizon_days = horizon_days  # float | None: with time stamps, targets = items of the next N days instead
+        self.epochs = epochs  # int: passes over every window (fewer when the time budget runs out)
+        self.batch_size = batch_size  # int: windows per step on the CPU
+        self.cuda_batch_size = cuda_batch_size  # int: windows per step on a GPU
+        self.lr = lr  # float: AdamW learning rate
+        self.weight_decay = weight_decay  # float: AdamW weight decay
+        self.full_softmax_max_items = full_softmax_max_items  # int: larger catalogues use a sampled softmax
+        self.negatives = negatives  # int: uniform negatives per step of the sampled softmax
+        self.min_item_count = min_item_count  # int: items seen fewer times get no ID embedding (text only)
+        self.prior_weight = prior_weight  # float: weight of the item-item prior in the score (0: transformer only)
+        self.prior_lambda = prior_lambda  # float: L2 regularisation of the closed-form item-item prior (EASE)
+        self.prior_max_items = prior_max_items  # int: the prior covers at most this many most popular items
+        self.buy_again_weight = buy_again_weight  # float: weight of log(1 + times bought) over the whole history
+        self.bought: sp.csr_matrix | None = None  # (n_users, n_items) float32 log(1 + purchases)
+        self.time_budget_s = time_budget_s  # float | None: wall-clock limit of fit (None: epochs decide)
+        self.prior: EASE | None = None
+
+    def get_params(self) -> dict:
+        return {"dim": self.dim, "layers": self.layers, "heads": self.heads, "max_len": self.max_len,
+                "dropout": self.dropout, "id_dropout": self.id_dropout, "target_window": self.target_window,
+                "horizon_days": self.horizon_days,
+                "repeat_aware": self.repeat_aware, "epochs": self.epochs, "batch_size": self.batch_size,
+                "cuda_batch_size": self.cuda_batch_size, "lr": self.lr, "weight_decay": self.weight_decay,
+                "full_softmax_max_items": self.full_softmax_max_items, "negatives": self.negatives,
+                "min_item_count": self.min_item_count, "mask_history": self.mask_history,
+                "prior_weight": self.prior_weight, "prior_lambda": self.prior_lambda,
+                "prior_max_items": self.prior_max_items, "buy_again_weight": self.buy_again_weight,
+                "time_budget_s": self.time_budget_s,
+                "device": self.device, "seed": self.seed}
+
+    def _encoder(self) -> TransformerEncoder:
+        return TransformerEncoder(self.dim, self.max_len, self.layers, self.heads, self.dropout)
+
+    def fit(self, data: TrainingData) -> "Teacher":
+        started = time.perf_counter()
+        self._remember_ids(data)
+        generator = seed_everything(self.seed)
+        device = self._torch_device()
+        sequences, ages = histories(data), sequence_ages(data)
+        self.net = self._build(data, sequences, ages, self.min_item_count)
+        windows = training_windows(sequences, self.max_len, self.target_window, ages, self.horizon_days)
+        losses = train_net(
+            self.net, windows, data.n_items, epochs=self.epochs,
+            batch_size=batch_size_for(device, self.batch_size, self.cuda_batch_size), lr=self.lr,
+            weight_decay=self.weight_decay, budget=TimeBudget(self.time_budget_s), device=device,
+            generator=generator, full_softmax_max_items=self.full_softmax_max_items, negatives=self.negatives,
+            mask_history=self.mask_history and not self.uses_repeats)
+        self.prior = None
+        if self.prior_weight > 0:
+            self.prior = EASE(self.prior_lambda, self.prior_max_items, binary=True).fit(data)
+        self.bought = data.purchases.copy()
+        self.bought.data = np.log1p(self.bought.data).astype(np.float32)
+        self.bought.eliminate_zeros()
+        self.fit_report = {"device": str(device), "windows": len(windows), "epochs_run": len(losses),
+                           "loss_by_epoch": [round(x, 4) for x in losses], "repeat_aware": self.uses_repeats,
+                           "fit_seconds": round(time.perf_counter() - started, 2)}
+        log.info("teacher fit: %s", self.fit_report)
+        return self
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        """Return the transformer's logits; with priors, the blend of combine()."""
+        self._check_fitted()
+        return self.combine(self.components(np.atleast_1d(np.asarray(user_idx, dtype=np.int64))))
+
+    def components(self, user_idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Return the parts of the score for users: transformer logits, item-item prior, log(1 + times bought)."""
+        parts = {"logits": self._last_logits(user_idx)}
+        if self.prior is not None and self.prior_weight > 0:
+            parts["prior"] = self.prior.score(user_idx)
+        if self.bought is not None and self.buy_again_weight > 0:
+            parts["buy_again"] = self.bought[user_idx].toarray()
+        return parts
+
+    def combine(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Return the score: standardised logits + prior_weight x standardised prior + buy_again_weight x buy_again.
+
+        Without either prior the raw logits (what the softmax learned) are the score.
+        """
+        use_prior = "prior" in parts and self.prior_weight > 0
+        use_again = "buy_again" in parts and self.buy_again_weight > 0
+        if not (use_prior or use_again):
+            return parts["logits"]
+        out = standardised(parts["logits"])
+        if use_prior:
+            out += np.float32(self.prior_weight) * standardised(parts["prior"])
+        if use_again:
+            out += np.float32(self.buy_again_weight) * parts["buy_again"].astype(np.float32)
+        return out
+
+    def _state(self) -> dict:
+        state = {**self._sequence_state(), "bought": self.bought}
+        if self.prior is not None:
+            state.update({f"prior.{k}": v for k, v in self.prior._state().items()})
+        return state
+
+    def _set_state(self, state: dict) -> None:
+        prior = {k[len("prior."):]: state.pop(k) for k in list(state) if k.startswith("prior.")}
+        self.bought = sp.csr_matrix(state.pop("bought"), dtype=np.float32)
+        self._set_sequence_state(state)
+        self.prior = None
+        if prior:
+            self.prior = EASE(self.prior_lambda, self.prior_max_items, binary=True)
+            self.prior.users, self.prior.items = self.users, self.items
+            self.prior._set_state(prior)
+
+
+def standardised(scores: np.ndarray) -> np.ndarray:
+    """Return each row minus its mean over its std (float32); -inf (unscored) entries first take the row's minimum."""
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    finite = np.isfinite(scores)
+    if not finite.all():
+        low = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
+        scores = np.where(finite, scores, np.where(np.isfinite(low), low, 0.0)).astype(np.float32)
+    scores -= scores.mean(axis=1, keepdims=True)
+    scores /= np.maximum(scores.std(axis=1, keepdims=True), 1e-6)
+    return scores

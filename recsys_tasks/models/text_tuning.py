@@ -1,0 +1,166 @@
+"""Domain-tune the bundled all-MiniLM-L6-v2 on the shop's own behaviour, warm-started from last night's weights.
+
+Items bought or viewed together or one after the other are positive pairs; every other item of the batch is a
+negative (in-batch negatives, the MultipleNegativesRanking loss of Henderson et al. 2017 as sentence-transformers
+uses it): loss = CE(scale * cos(a_k, b_j), j = k), both directions, duplicates of an item masked out.
+On CUDA the forward runs under bf16 autocast with large batches; on the CPU the same loop stops at a time budget.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recsys_tasks import text_encoder
+from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything, torch_device
+from recsys_tasks.models.sequences import consecutive_pairs
+
+log = logging.getLogger(__name__)
+
+ENCODER_DIR = "text_encoder"  # models/<ds>/text_encoder/: that night's tuned weights and its report
+
+
+def previous_weights(models_dir: Path, ds: date) -> Path | None:
+    """Return the newest tuned encoder saved for a night before ds, or None."""
+    nights = []
+    for night in Path(models_dir).glob(f"*/{ENCODER_DIR}/model"):
+        try:
+            day = date.fromisoformat(night.parent.parent.name)
+        except ValueError:
+            continue
+        if day < ds and (night / "config.json").exists():
+            nights.append((day, night))
+    return max(nights)[1] if nights else None
+
+
+def _trainable(model, layers: int | None) -> list[torch.nn.Parameter]:
+    """Freeze all but the top `layers` transformer layers (None: train everything); return what trains."""
+    if layers is None:
+        return [p for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    bert = model[0].auto_model
+    blocks = list(bert.encoder.layer)[-layers:] if layers > 0 else []
+    params = [p for block in blocks for p in block.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _embed(model, texts: list[str], device: torch.device) -> torch.Tensor:
+    features = model.preprocess(inputs=texts)
+    features = {k: v.to(device) if torch.is_tensor(v) else v for k, v in features.items()}
+    with autocast(device):
+        out = model(features)["sentence_embedding"]
+    return torch.nn.functional.normalize(out.float(), dim=-1)
+
+
+def contrastive_loss(a: torch.Tensor, b: torch.Tensor, a_ids: torch.Tensor, b_ids: torch.Tensor,
+                     scale: float) -> torch.Tensor:
+    """Symmetric in-batch-negatives loss of normalised (B, d) pairs; another copy of the positive is no negative."""
+    logits = scale * a @ b.T
+    eye = torch.eye(len(a), dtype=torch.bool, device=a.device)
+    clash = ((b_ids[None, :] == b_ids[:, None]) | (b_ids[None, :] == a_ids[:, None])) & ~eye
+    logits = logits.masked_fill(clash, float("-inf"))
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (torch.nn.functional.cross_entropy(logits, target)
+                  + torch.nn.functional.cross_entropy(logits.T.masked_fill(clash.T, float("-inf")), target))
+
+
+def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_from: Path | None = None,
+                 time_budget_s: float | None = 60.0, max_steps: int = 1000, batch_size: int = 32,
+                 cuda_batch_size: int = 256, lr: float = 3e-5, trainable_layers: int | None = 2,
+                 max_seq_length: int = 64, scale: float = 20.0, device: str | None = None, seed: int = 0) -> dict:
+    """Fine-tune on (item, item) index pairs into texts; save the weights to out_dir/model and return a report."""
+    from sentence_transformers import SentenceTransformer
+
+    started = time.perf_counter()
+    dev = torch_device(device)
+    generator = seed_everything(seed)
+    source = Path(start_from) if start_from is not None else text_encoder.base_model_path()
+    model = SentenceTransformer(str(source), device=str(dev))
+    model.max_seq_length = max_seq_length
+    params = _trainable(model, trainable_layers)
+    optimiser = torch.optim.AdamW(params, lr=lr)
+    batch = batch_size_for(dev, batch_size, cuda_batch_size)
+    budget = TimeBudget(time_budget_s)
+    losses, steps = [], 0
+    model.train()
+    if len(pairs) >= 2:
+        while steps < max_steps and not budget.spent():
+            pick = pairs[torch.randint(0, len(pairs), (min(batch, len(pairs)),), generator=generator).numpy()]
+            a = _embed(model, [texts[i] for i in pick[:, 0]], dev)
+            b = _embed(model, [texts[i] for i in pick[:, 1]], dev)
+            loss = contrastive_loss(a, b, torch.as_tensor(pick[:, 0], device=dev),
+                                    torch.as_tensor(pick[:, 1], device=dev), scale)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            steps += 1
+    model.eval()
+    target = Path(out_dir) / "model"
+    model.save(str(target))
+    report = {"start_from": str(source), "warm_start": start_from is not None, "pairs": int(len(pairs)),
+              "steps": steps, "batch_size": batch, "trainable_layers": trainable_layers, "device": str(dev),
+              "first_loss": round(float(np.mean(losses[:10])), 4) if losses else None,
+              "last_loss": round(float(np.mean(losses[-10:])), 4) if losses else None,
+              "seconds": round(time.perf_counter() - started, 2)}
+    (Path(out_dir) / "tuning.json").write_text(json.dumps(report, indent=2))
+    log.info("text encoder tuned: %s", report)
+    return report
+
+
+def encode_items(model_dir: Path, texts: list[str], batch_size: int = 128, device: str | None = None) -> np.ndarray:
+    """Return (len(texts), 384) L2-normalised embeddings from a tuned encoder directory (out_dir/model).
+
+    Loaded afresh every time (not text_encoder's cache): a re-run of a night rewrites the same directory.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    if not texts:
+        return np.zeros((0, text_encoder.DIM), dtype=np.float32)
+    started = time.perf_counter()
+    dev = torch_device(device)
+    model = SentenceTransformer(str(Path(model_dir) / "model"), device=str(dev))
+    if dev.type == "cuda":
+        model = model.to(torch.bfloat16)  # encoding only: half the memory traffic of fp32
+    out = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                       show_progress_bar=False)
+    log.info("encoded %d texts with the tuned encoder in %.1fs", len(texts), time.perf_counter() - started)
+    return np.asarray(out, dtype=np.float32)
+
+
+def night_embeddings(models_dir: Path, ds: date, texts: list[str], sequences: list[np.ndarray], *,
+                     tune: bool, pair_gap: int = 1, device: str | None = None, **tuning) -> tuple[np.ndarray, dict]:
+    """Return the night's tuned embedding of every text, tuning models/<ds>/text_encoder first when asked.
+
+    tune=False reuses the night's encoder when it exists (the served refit after the candidates' night).
+    Embeddings are kept in item_embeddings.npz by text hash, so a refit encodes only texts it has not seen.
+    """
+    out = Path(models_dir) / ds.isoformat() / ENCODER_DIR
+    report_path = out / "tuning.json"
+    if tune or not (out / "model" / "config.json").exists():
+        pairs = consecutive_pairs(sequences, max_gap=pair_gap)
+        report = tune_encoder(texts, pairs, out, start_from=previous_weights(models_dir, ds), device=device,
+                              **tuning)
+        (out / "item_embeddings.npz").unlink(missing_ok=True)
+    else:
+        report = json.loads(report_path.read_text())
+    cache = out / "item_embeddings.npz"
+    known: dict[str, np.ndarray] = {}
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as npz:
+            known = dict(zip(npz["hashes"].tolist(), npz["vectors"]))
+    hashes = [text_encoder.text_hash(t) for t in texts]
+    missing = list(dict.fromkeys(h for h in hashes if h not in known))
+    if missing:
+        by_hash = dict(zip(hashes, texts))
+        known.update(zip(missing, encode_items(out, [by_hash[h] for h in missing], device=device)))
+        np.savez(cache, hashes=np.asarray(list(known), dtype=str), vectors=np.stack(list(known.values())))
+    return np.stack([known[h] for h in hashes]).astype(np.float32), {**report, "texts_encoded": len(missing)}

@@ -1,0 +1,115 @@
+"""The distilled student on tiny data: one matrix product to score, distillation pulls it to the teacher."""
+import numpy as np
+import pytest
+import torch
+
+from recsys_tasks.models import load_model, top_k
+from recsys_tasks.models.student import Student
+from tests.unit.test_teacher import COLD, N_ITEMS, chain_data, small_teacher
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread than on a busy pair."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_student(**kw) -> Student:
+    params = {"dim": 8, "max_len": 6, "epochs": 30, "batch_size": 32, "lr": 0.02, "id_dropout": 0.0,
+              "distill_top_n": 5, "device": "cpu", **kw}
+    return Student(**params)
+
+
+@pytest.fixture(scope="module")
+def chain():
+    return chain_data()
+
+
+@pytest.fixture(scope="module")
+def teacher(chain):
+    return small_teacher().fit(chain)
+
+
+@pytest.fixture(scope="module")
+def student(chain, teacher):
+    return small_student().with_teacher(teacher).fit(chain)
+
+
+def overlap_with(teacher, model, users, exclude, k=3) -> float:
+    """Return the mean share of the teacher's top-k that the model also puts in its top-k."""
+    a, _ = top_k(teacher, users, k, exclude=exclude)
+    b, _ = top_k(model, users, k, exclude=exclude)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(a, b)]))
+
+
+def test_scores_are_one_matrix_product(chain, student):
+    users = np.arange(7)
+    scores = student.score(users)
+    assert scores.dtype == np.float32 and scores.shape == (7, N_ITEMS) and np.isfinite(scores).all()
+    np.testing.assert_allclose(scores, student.user_vectors[users] @ student.item_vectors.T, rtol=1e-6)
+    assert student.net is None  # no network is kept: scoring needs no torch
+    assert student.user_vectors.shape[1] == 8 < 16  # narrower than the teacher
+
+
+def test_student_learns_the_chain_and_its_loss_falls(chain, student):
+    assert student.fit_report["loss_by_epoch"][-1] < student.fit_report["loss_by_epoch"][0]
+    top, _ = top_k(student, np.arange(chain.n_users), 1, exclude=chain.interactions)
+    last = np.asarray([s[-1] for s in chain.user_sequences])
+    taught = last < 9
+    assert (top[taught, 0] == last[taught] + 1).mean() > 0.8
+
+
+def test_distillation_moves_the_student_towards_the_teacher(chain):
+    # a teacher that learned another shop (the chain backwards): only distillation can teach the student its lists
+    backwards = chain_data()
+    backwards.user_sequences = [s[::-1].copy() for s in backwards.user_sequences]
+    other = small_teacher(epochs=40).fit(backwards)
+    users = np.arange(chain.n_users)
+    plain = small_student(distill_weight=0.0).with_teacher(other).fit(chain)
+    taught = small_student(distill_weight=1.0, ground_truth_weight=0.1).with_teacher(other).fit(chain)
+    assert overlap_with(other, taught, users, chain.interactions) > overlap_with(other, plain, users,
+                                                                              chain.interactions) + 0.3
+
+
+def test_cold_items_get_finite_text_scores(student):
+    assert np.isfinite(student.item_vectors[COLD]).all()
+    assert np.isfinite(student.score(np.arange(3))[:, COLD]).all()
+
+
+def test_save_and_load_round_trip(student, tmp_path):
+    student.save(tmp_path / "student")
+    again = load_model(tmp_path / "student")
+    assert isinstance(again, Student)
+    np.testing.assert_array_equal(again.score(np.arange(5)), student.score(np.arange(5)))
+    assert [e.strategy for e in again.explain(0, np.asarray([2, 3]))] == ["student", "student"]
+
+
+def test_repeat_bonus_is_sparse_on_the_users_own_items():
+    data = chain_data(repeats=True)
+    teacher_params = {k: v for k, v in small_teacher(epochs=40).get_params().items()}
+    model = small_student(epochs=40, teacher_params=teacher_params).fit(data)  # fits its own teacher first
+    assert model.fit_report["repeat_aware"] and model.fit_report["teacher_seconds"] > 0
+    bonus = model.repeat_bonus.tocoo()
+    owned = data.interactions.tocsr()
+    assert bonus.nnz > 0 and all(owned[r, c] > 0 for r, c in zip(bonus.row, bonus.col))
+    top, _ = top_k(model, np.arange(data.n_users), 1)
+    favourite = np.asarray([s[0] for s in data.user_sequences])
+    assert (top[:, 0] == favourite).mean() > 0.8
+
+
+def test_a_teacher_of_other_users_is_refused(chain, teacher):
+    with pytest.raises(ValueError, match="other users or items"):
+        small_student().with_teacher(teacher).fit(chain_data(n_users=10))
+
+
+def test_student_learns_the_teachers_buy_again_term_over_the_whole_history():
+    data = chain_data(repeats=True)
+    teacher = small_teacher(epochs=5, max_len=2, buy_again_weight=2.0).fit(data)
+    model = small_student(epochs=5, max_len=2).with_teacher(teacher).fit(data)
+    bought = data.purchases.tocsr()
+    bonus = model.repeat_bonus.tocsr()
+    # the window holds 2 events, yet every item ever bought carries a bonus
+    assert set(zip(*bonus.nonzero())) == set(zip(*bought.nonzero()))

@@ -1,0 +1,62 @@
+"""Domain tuning of the bundled MiniLM: the contrastive loss, a few real steps, warm starts and the night's cache."""
+from datetime import date
+
+import numpy as np
+import torch
+
+from recsys_tasks.models.sequences import consecutive_pairs
+from recsys_tasks.models.text_tuning import contrastive_loss, encode_items, night_embeddings, previous_weights, tune_encoder
+
+TEXTS = ["Red ceramic coffee mug", "Blue glass water bottle", "Wooden chopping board", "Steel kitchen knife",
+         "Cotton bath towel", "Scented soy candle", "Leather wallet", "Wool winter scarf"]
+PAIRS = np.asarray([[0, 4], [1, 5], [2, 6], [3, 7]])  # deliberately unrelated texts bought together
+
+
+def test_contrastive_loss_prefers_aligned_pairs_and_ignores_copies_of_the_positive():
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    ids = torch.arange(4)
+    aligned = contrastive_loss(a, a, ids, ids + 10, scale=20.0)
+    shuffled = contrastive_loss(a, a[[1, 2, 3, 0]], ids, ids + 10, scale=20.0)
+    assert aligned < shuffled
+    # the same positive item twice in a batch is not its own negative: the loss stays finite and small
+    twice = contrastive_loss(a[[0, 0, 1, 2]], a[[0, 0, 1, 2]], ids, torch.tensor([10, 10, 11, 12]), scale=20.0)
+    assert torch.isfinite(twice) and twice < shuffled
+
+
+def test_consecutive_pairs_are_distinct_and_unordered():
+    pairs = consecutive_pairs([np.asarray([1, 2, 1, 3]), np.asarray([2, 1])])
+    assert pairs.tolist() == [[1, 2], [1, 3]]
+
+
+def _pair_loss(model_dir) -> float:
+    emb = torch.as_tensor(encode_items(model_dir, TEXTS))
+    return float(contrastive_loss(emb[PAIRS[:, 0]], emb[PAIRS[:, 1]], torch.as_tensor(PAIRS[:, 0]),
+                                  torch.as_tensor(PAIRS[:, 1]), 20.0))
+
+
+def test_tuning_pulls_pairs_together_saves_and_warm_starts(tmp_path):
+    night1 = tmp_path / "2024-03-01" / "text_encoder"
+    report = tune_encoder(TEXTS, PAIRS, night1, max_steps=0, time_budget_s=None, device="cpu")
+    assert report["steps"] == 0 and not report["warm_start"]
+    before = _pair_loss(night1)
+    report = tune_encoder(TEXTS, PAIRS, night1, max_steps=8, batch_size=4, lr=2e-4, trainable_layers=2,
+                          time_budget_s=None, device="cpu")
+    assert report["steps"] == 8 and report["last_loss"] is not None
+    after = _pair_loss(night1)
+    assert after < before - 0.05
+    emb = encode_items(night1, TEXTS[:3])
+    assert emb.shape == (3, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    # the next night starts from these weights; a night never warm-starts from itself or a later night
+    assert previous_weights(tmp_path, date(2024, 3, 2)) == night1 / "model"
+    assert previous_weights(tmp_path, date(2024, 3, 1)) is None
+
+
+def test_night_embeddings_tune_once_and_encode_only_new_texts(tmp_path):
+    sequences = [np.asarray([0, 4, 1]), np.asarray([5, 1])]
+    first, report = night_embeddings(tmp_path, date(2024, 3, 1), TEXTS[:6], sequences, tune=True, max_steps=1,
+                                     batch_size=4, time_budget_s=None, device="cpu")
+    assert first.shape == (6, 384) and report["texts_encoded"] == 6 and report["pairs"] == 3
+    again, report = night_embeddings(tmp_path, date(2024, 3, 1), TEXTS, sequences, tune=False, device="cpu")
+    assert report["texts_encoded"] == 2 and report["steps"] == 1  # the night's encoder is reused, not re-tuned
+    np.testing.assert_allclose(again[:6], first, atol=1e-6)
