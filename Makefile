@@ -8,7 +8,7 @@ LANDING ?=
 DS ?=
 export RECSYS_HOME
 
-.PHONY: run test test-fast bench clean-data airflow airflow-stop ui-deps
+.PHONY: run test test-fast bench bench-quality bench-speed clean-data airflow airflow-stop ui-deps
 AIRFLOW_PORT ?= 8080
 
 $(BIN)/.installed: requirements.lock pyproject.toml
@@ -34,6 +34,16 @@ test-fast: $(BIN)/.installed
 ## wall time and peak memory of the documented runs, into bench/results/
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.pipeline_runs
+
+## EVALUATION.md protocols A, B, D and cold-start A: reference baselines, then teacher, student and served,
+## into bench/results/quality.json (about an hour on 2 CPU cores; minutes on a GPU)
+bench-quality: $(BIN)/.installed
+	$(BIN)/python -m bench.quality $(BENCH_ARGS)
+
+## items encoded/s, training samples/s, users scored/s beside the machine's matmul and memory ceilings,
+## into bench/results/speed.json (CUDA when present)
+bench-speed: $(BIN)/.installed
+	$(BIN)/python -m bench.speed $(BENCH_ARGS)
 
 clean-data:
 	rm -rf data .airflow

@@ -31,7 +31,7 @@ def test_dag_file_imports_without_errors_or_heavy_modules(airflow_db):
 def test_dag_structure_params_pool_and_assets(airflow_db):
     dag = load_dag()
     order = ["ingest", "validate", "build", "features.item_knowledge", "features.user_profile",
-             "models.train_candidates", "models.evaluate", "models.train_served", "recommend", "publish"]
+             "models.train_candidates", "models.evaluate", "models.train_served", "recommend", "publish", "report"]
     policy = {"feedback": ("build", "publish"), "list_health": ("recommend", "publish")}  # beside the main line
     assert sorted(dag.task_ids) == sorted(order + list(policy))
     for upstream, downstream in zip(order, order[1:]):
