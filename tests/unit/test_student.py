@@ -1,20 +1,10 @@
 """The distilled student on tiny data: one matrix product to score, distillation pulls it to the teacher."""
 import numpy as np
 import pytest
-import torch
 
 from recsys_tasks.models import load_model, top_k
 from recsys_tasks.models.student import Student
-from tests.unit.test_teacher import COLD, N_ITEMS, chain_data, small_teacher
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread than on a busy pair."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from tests.unit.test_teacher import COLD, N_ITEMS, chain_data, one_thread, small_teacher  # noqa: F401 (fixture)
 
 
 def small_student(**kw) -> Student:
