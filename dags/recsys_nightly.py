@@ -17,6 +17,7 @@ PUBLISHED = [Asset(f"recsys://analytics/{table}") for table in (
     "ops/pipeline_runs")]
 PUBLISHED += [Asset(f"recsys://analytics/{table}") for table in ("metrics/online_feedback", "metrics/list_health")]
 
+MODELS = ["popularity", "segment_popularity", "repeat", "itemknn", "ease", "teacher", "student"]
 PARAMS = {
     "source": Param("demo", type="string", enum=["demo", "landing", "online-retail", "amazon-reviews"],
                     description="Layout of the landing directory: the contract layout (demo, landing) or an adapter."),
@@ -29,9 +30,7 @@ PARAMS = {
                           description="Days before D held out to pick the served model; empty = source default."),
     "retention_days": Param(30, type="integer", minimum=1, maximum=3650,
                             description="Days of history kept in the analysts' database."),
-    "models": Param(["popularity", "segment_popularity", "repeat", "itemknn", "ease", "teacher", "student"],
-                    type="array", items={"type": "string", "enum": ["popularity", "segment_popularity", "repeat",
-                                                                    "itemknn", "ease", "teacher", "student"]},
+    "models": Param(MODELS, type="array", items={"type": "string", "enum": MODELS},
                     description="Candidate models; the best on the holdout is served."),
     "lm_time_budget_s": Param(None, type=["null", "number"], minimum=0,
                               description="Wall-clock cap of each teacher / student fit in seconds (0: epochs decide); "
@@ -40,7 +39,7 @@ PARAMS = {
     "variants": Param(None, type=["null", "object"], additionalProperties={
         "type": "object", "required": ["share"], "additionalProperties": False,
         "properties": {"share": {"type": "number", "minimum": 0, "maximum": 1}, "policy": {"type": "boolean"},
-                       "model": {"type": "string"}, "recall_per_source": {"type": "integer", "minimum": 1},
+                       "model": {"type": "string", "enum": MODELS}, "recall_per_source": {"type": "integer", "minimum": 1},
                        "mmr_lambda": {"type": "number", "minimum": 0, "maximum": 1},
                        "mmr_category_weight": {"type": "number", "minimum": 0, "maximum": 1},
                        "max_per_brand": {"type": "integer", "minimum": 0},

@@ -27,6 +27,7 @@ def airflow_env(recsys_home: Path) -> dict:
     env.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # tqdm bars would flood the task logs
     env["RECSYS_HOME"] = str(recsys_home)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     return env

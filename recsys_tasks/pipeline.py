@@ -35,8 +35,12 @@ def stage_function(name: str):
 
 
 def settings_for(params: dict | None) -> Settings:
-    """Return settings for a run: the DAG's params over the environment over the defaults."""
-    return load_settings(dict(params or {}))
+    """Return settings for a run: the DAG's params over the environment over the defaults, checked as a whole."""
+    from recsys_tasks.policy.variants import parse_variants
+
+    settings = load_settings(dict(params or {}))
+    parse_variants(settings.variants, settings)  # shares adding up to 1: a rule the params' JSON schema cannot state
+    return settings
 
 
 def run_stage_task(name: str, params: dict | None, ds: str, run_id: str) -> dict:

@@ -37,6 +37,9 @@ PUBLISHED_TABLES = {
     "policy.user_opt_outs": "all",
     "policy.age_verified_users": "all",
 }
+# the analysts' file is written in the storage format of DuckDB 1.4, so their tools (the DuckDB CLI, BI drivers) need
+# not be as new as the pipeline's duckdb: a 1.x CLI refuses a file in 2.0's own format
+ANALYSTS_STORAGE_VERSION = "v1.4.0"
 # every table of the working database with a ds column: its history is kept for the retention window only
 HISTORY_TABLES = [t for t, how in PUBLISHED_TABLES.items() if how != "all"] + ["ops.stage_runs"]
 
@@ -60,9 +63,14 @@ def _selection(table: str, how: str, keep_from: date) -> tuple[str, list]:
     return f"SELECT * FROM {table} ORDER BY ALL", []
 
 
+def attach_analysts_file(con, target: os.PathLike, alias: str = "pub") -> None:
+    """Attach a new analysts' file at target, in the storage format older DuckDB clients read."""
+    con.execute(f"ATTACH ? AS {alias} (STORAGE_VERSION '{ANALYSTS_STORAGE_VERSION}')", [str(target)])
+
+
 def write_analytics_file(con, target: os.PathLike, keep_from: date) -> dict:
     """Copy the published tables from the working database into a new DuckDB file at target."""
-    con.execute("ATTACH ? AS pub", [str(target)])
+    attach_analysts_file(con, target)
     try:
         counts = {}
         for table, how in PUBLISHED_TABLES.items():

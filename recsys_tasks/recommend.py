@@ -95,7 +95,7 @@ def recommend(settings: Settings, ds: date, run_id: str) -> dict:
                 models[name] = arm_model(settings, ds, name, served, data)
             if variant.knobs.policy and name not in rankers:
                 rankers[name] = learn_ranker(con, settings, ds, name, event_type)
-            arm = Arm(models[name], rankers.get(name), variant.knobs)
+            arm = Arm(models[name], rankers.get(name), variant.knobs, variant.name)
             users = np.flatnonzero(bucket == variant.name)
             frames.append(builder.build(users, arm).with_columns(
                 pl.lit(ds).alias("ds"), pl.lit(f"{name}@{ds.isoformat()}").alias("model"),

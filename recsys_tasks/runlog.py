@@ -44,16 +44,16 @@ class Progress:
         self.done = 0
         self.started = self.last = clock()
 
-    def advance(self, n: int = 1) -> None:
-        """Count n more done; log a line when due and when the last one is done."""
+    def advance(self, n: int = 1, note: str = "") -> None:
+        """Count n more done; log a line (with an optional note, e.g. the loss) when due and when the last is done."""
         self.done += n
         now = self.clock()
         if now - self.last >= self.every_s or self.done >= self.total:
             self.last = now
-            self.log.info("%s", self.line(now))
+            self.log.info("%s", self.line(now) + (f"; {note}" if note else ""))
 
     def line(self, now: float | None = None) -> str:
-        """Return 'what: done/total unit (pct) at rate unit/s, ETA m:ss' (or 'in ...' once finished)."""
+        """Return 'what: done/total unit (pct) at rate unit/s, ETA m:ss' (or 'done in ...' once finished)."""
         took = max((self.clock() if now is None else now) - self.started, 1e-9)
         rate = self.done / took
         share = self.done / self.total if self.total else 1.0
@@ -61,8 +61,8 @@ class Progress:
             tail = f"done in {_duration(took)}"
         else:
             tail = f"ETA {_duration((self.total - self.done) / rate)}" if rate > 0 else "ETA unknown"
-        return (f"{self.what}: {self.done:,}/{self.total:,} {self.unit} ({share:.0%}) at {rate:,.1f} {self.unit}/s, "
-                f"{tail}")
+        speed = f"{rate:,.1f}" if rate >= 1 else f"{rate:.2g}"  # a slow epoch reads 0.017, not 0.0
+        return f"{self.what}: {self.done:,}/{self.total:,} {self.unit} ({share:.0%}) at {speed} {self.unit}/s, {tail}"
 
 
 def _now() -> datetime:

@@ -40,6 +40,7 @@ def load(path: str | None = None):
     """Load a SentenceTransformer from a local directory; never from a hub."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no tqdm bars in the task logs
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(path or str(base_model_path()), device=device())
@@ -54,20 +55,24 @@ def encode(texts: list[str], batch_size: int = 128, model_path: str | None = Non
     """Return L2-normalised embeddings, shape (len(texts), 384), float32."""
     if not texts:
         return np.zeros((0, DIM), dtype=np.float32)
-    model = load(model_path)
+    return encode_with_progress(load(model_path), texts, batch_size)
+
+
+def encode_with_progress(model, texts: list[str], batch_size: int, what: str = "items encoded") -> np.ndarray:
+    """Return a SentenceTransformer's normalised embeddings of texts, logging progress with rate and ETA."""
     started = time.perf_counter()
-    progress = Progress("items encoded", len(texts), "texts", logger=log)
+    progress = Progress(what, len(texts), "texts", logger=log)
     chunk = batch_size * PROGRESS_BATCHES  # a progress line between chunks; the model batches within each
     parts = []
     for lo in range(0, len(texts), chunk):
         parts.append(model.encode(texts[lo:lo + chunk], batch_size=batch_size, normalize_embeddings=True,
                                   convert_to_numpy=True, show_progress_bar=False))
         progress.advance(len(parts[-1]))
-    out = np.concatenate(parts)
+    out = np.concatenate(parts) if parts else np.zeros((0, DIM), dtype=np.float32)
     took = time.perf_counter() - started
     log.info("encoded %d texts in %.1fs (%.0f texts/s) on %s", len(texts), took, len(texts) / max(took, 1e-9),
              model.device)
-    return out.astype(np.float32)
+    return np.asarray(out, dtype=np.float32)
 
 
 def cached_embeddings(con, texts: list[str], model_key: str = BASE_MODEL, batch_size: int = 128,

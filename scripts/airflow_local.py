@@ -49,6 +49,7 @@ def airflow_env(home: Path, port: int, recsys_home: Path) -> dict:
         "RECSYS_HOME": str(recsys_home),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # tqdm bars would flood the task logs
         "NO_COLOR": "1",
     })
     return env

@@ -10,6 +10,7 @@ import torch
 from recsys_tasks.models.device import TimeBudget, autocast
 from recsys_tasks.models.sequence_net import SequenceNet, mask_seen, window_loss
 from recsys_tasks.models.sequences import Windows
+from recsys_tasks.runlog import Progress
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +56,22 @@ def train_net(net: SequenceNet, windows: Windows, n_items: int, *, epochs: int, 
               weight_decay: float, budget: TimeBudget, device: torch.device, generator: torch.Generator,
               full_softmax_max_items: int, negatives: int, mask_history: bool = False,
               extra_loss: Callable[[SequenceNet, int], torch.Tensor] | None = None,
-              window_weight: float = 1.0) -> list[float]:
+              window_weight: float = 1.0, label: str = "epochs") -> list[float]:
     """Train on every window for `epochs` passes or until the budget is spent; return the mean loss of each pass.
 
     mask_history: the items a user already has are no competitors in the softmax (shops that never re-buy).
     extra_loss(net, step) is added to window_weight x the windows' loss (the student's distillation term).
+    label names the model in the progress line each epoch logs ("teacher epochs").
     """
+    progress = Progress(label, epochs, "epochs", every_s=0.0, logger=log)
     net.to(device).train()
     optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sampled = n_items > full_softmax_max_items
     history: list[float] = []
+    cap = f", time cap {budget.seconds:.0f}s" if budget.seconds else ""
     step = 0
     for epoch in range(epochs):
+        epoch_started = budget.elapsed()
         batches = length_batches(windows, batch_size, generator) or [np.zeros(0, dtype=np.int64)]
         losses = []
         for rows in batches:
@@ -101,7 +106,8 @@ def train_net(net: SequenceNet, windows: Windows, n_items: int, *, epochs: int, 
             if budget.spent():
                 break
         history.append(float(np.mean(losses)) if losses else float("nan"))
-        log.info("epoch %d: loss %.4f (%.1fs)", epoch + 1, history[-1], budget.elapsed())
+        trained = sum(len(rows) for rows in batches[:len(losses)]) / max(budget.elapsed() - epoch_started, 1e-9)
+        progress.advance(1, f"loss {history[-1]:.4f}, {trained:,.0f} windows/s{cap}")
         if budget.spent():
             log.info("time budget of %.0fs spent after %d epochs", budget.seconds, epoch + 1)
             break

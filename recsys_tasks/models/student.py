@@ -123,7 +123,7 @@ class Student(SequenceRecommender):
             weight_decay=self.weight_decay, budget=budget, device=device, generator=generator,
             full_softmax_max_items=self.full_softmax_max_items, negatives=self.negatives,
             mask_history=not self.uses_repeats, extra_loss=kd if self.distill_weight > 0 else None,
-            window_weight=self.ground_truth_weight)
+            window_weight=self.ground_truth_weight, label="student epochs")
         self._export(device, again)
         self.fit_report = {"device": str(device), "windows": len(windows), "epochs_run": len(losses),
                            "loss_by_epoch": [round(x, 4) for x in losses], "repeat_aware": self.uses_repeats,

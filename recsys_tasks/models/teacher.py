@@ -209,7 +209,7 @@ class Teacher(SequenceRecommender):
             batch_size=batch_size_for(device, self.batch_size, self.cuda_batch_size), lr=self.lr,
             weight_decay=self.weight_decay, budget=TimeBudget(self.time_budget_s), device=device,
             generator=generator, full_softmax_max_items=self.full_softmax_max_items, negatives=self.negatives,
-            mask_history=self.mask_history and not self.uses_repeats)
+            mask_history=self.mask_history and not self.uses_repeats, label="teacher epochs")
         self.prior = None
         if self.prior_weight > 0:
             self.prior = EASE(self.prior_lambda, self.prior_max_items, binary=True).fit(data)

@@ -125,15 +125,11 @@ def encode_items(model_dir: Path, texts: list[str], batch_size: int = 128, devic
 
     if not texts:
         return np.zeros((0, text_encoder.DIM), dtype=np.float32)
-    started = time.perf_counter()
     dev = torch_device(device)
     model = SentenceTransformer(str(Path(model_dir) / "model"), device=str(dev))
     if dev.type == "cuda":
         model = model.to(torch.bfloat16)  # encoding only: half the memory traffic of fp32
-    out = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                       show_progress_bar=False)
-    log.info("encoded %d texts with the tuned encoder in %.1fs", len(texts), time.perf_counter() - started)
-    return np.asarray(out, dtype=np.float32)
+    return text_encoder.encode_with_progress(model, texts, batch_size, "items encoded (tuned encoder)")
 
 
 def night_embeddings(models_dir: Path, ds: date, texts: list[str], sequences: list[np.ndarray], *,

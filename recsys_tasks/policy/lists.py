@@ -14,6 +14,7 @@ from recsys_tasks.policy.rerank import exploration_slots, mmr
 from recsys_tasks.policy.rules import RuleBook
 from recsys_tasks.policy.signals import Moment
 from recsys_tasks.policy.variants import Knobs
+from recsys_tasks.runlog import Progress
 
 EXPLORE_MIN_SIMILARITY = 0.5  # a new item needs this text cosine to one of the user's recent items to be explored
 COLUMNS = {"user_id": pl.Utf8, "rank": pl.Int32, "item_id": pl.Utf8, "score": pl.Float64, "strategy": pl.Utf8,
@@ -27,6 +28,7 @@ class Arm:
     model: object
     ranker: Ranker
     knobs: Knobs
+    name: str = ""  # the A/B arm, for the progress line
 
 
 @dataclass
@@ -76,8 +78,10 @@ class ListBuilder:
         users = users[~plain]
         explainer = Explainer(self.moment, arm.model)
         step = chunk_size(self.moment.data.n_items)
+        progress = Progress(f"users scored ({arm.name})" if arm.name else "users scored", len(users), "users")
         for start in range(0, len(users), step):
             self._chunk(users[start:start + step], arm, explainer, rows)
+            progress.advance(len(users[start:start + step]))
         return pl.DataFrame(rows, schema=COLUMNS)
 
     def _chunk(self, users: np.ndarray, arm: Arm, explainer: Explainer, rows: dict) -> None:

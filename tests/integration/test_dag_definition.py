@@ -60,3 +60,20 @@ def test_invalid_params_are_refused_before_any_task_runs(airflow_db):
     with pytest.raises(Exception):
         bad_source.update({"source": "ftp"})
         bad_source.validate()
+    bad_arm = ParamsDict(dict(load_dag().params.items()))
+    with pytest.raises(Exception):
+        bad_arm.update({"variants": {"control": {"share": 1.0, "model": "no-such-model"}}})
+        bad_arm.validate()
+
+
+def test_params_the_schema_cannot_check_fail_the_first_task_without_retry(tmp_path, monkeypatch):
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from recsys_tasks import pipeline
+
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    with pytest.raises(AirflowFailException, match="add up to"):
+        pipeline.run_stage_task("ingest", {"variants": {"a": {"share": 0.5}, "b": {"share": 0.4}}}, "2024-01-01",
+                                "manual__test")
+    assert list(tmp_path.iterdir()) == []  # nothing was written: not even the working database

@@ -117,3 +117,12 @@ def test_gpu_worker_reserves_one_nvidia_gpu_and_serves_the_gpu_queue(config):
     assert worker["environment"]["RECSYS_GPU_QUEUE"] == "gpu"
     cpu = config["services"]["airflow-worker"]
     assert cpu["command"][cpu["command"].index("--queues") + 1] == "default" and "deploy" not in cpu
+
+
+@needs_compose
+def test_init_hands_the_fresh_volumes_to_the_airflow_uid(config):
+    init = config["services"]["airflow-init"]
+    script = " ".join(init["command"])
+    assert init["user"] == "0:0" and init["environment"]["AIRFLOW_UID"] == "50000"
+    assert "/opt/recsys-home /opt/airflow/logs /opt/airflow/secrets" in script and "chown -R" in script
+    assert "umask 077" in script  # the admin password file is readable by its owner only

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import duckdb
 import numpy as np
@@ -129,6 +130,17 @@ def test_lists_respect_every_rule_and_opted_out_users_get_no_or_plain_lists():
     assert set(frame.filter(pl.col("user_id") == "u2")["strategy"]) <= {"segment_popularity", "popularity_fill"}
     opted = rules(moment, opt_outs=pl.DataFrame({"user_id": ["u1"], "scope": ["all"], "value": [None]}))
     assert "u1" not in set(_lists(opted, moment)["user_id"])
+
+
+def test_building_lists_logs_users_scored_with_rate(caplog):
+    moment = tiny_moment()
+    builder = ListBuilder(moment, rules(moment), new_item_days=14, k=3)
+    arm = Arm(build_model("popularity").fit(moment.data), served_order("test"), Knobs(), "control")
+    with caplog.at_level(logging.INFO, logger="recsys_tasks.runlog"):
+        builder.build(np.arange(3), arm)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("users scored")]
+    assert len(lines) == 1 and lines[0].startswith("users scored (control): 3/3 users (100%) at ")
+    assert lines[0].split(" at ")[1].split(" users/s, done in ")[1]
 
 
 @pytest.mark.parametrize("k", [3, 6])

@@ -1,4 +1,6 @@
 """The distilled student on tiny data: one matrix product to score, distillation pulls it to the teacher."""
+import logging
+
 import numpy as np
 import pytest
 
@@ -62,6 +64,13 @@ def test_distillation_moves_the_student_towards_the_teacher(chain):
     taught = small_student(distill_weight=1.0, ground_truth_weight=0.1).with_teacher(other).fit(chain)
     assert overlap_with(other, taught, users, chain.interactions) > overlap_with(other, plain, users,
                                                                               chain.interactions) + 0.3
+
+
+def test_each_epoch_logs_a_student_progress_line(chain, teacher, caplog):
+    with caplog.at_level(logging.INFO, logger="recsys_tasks.models.sequence_training"):
+        small_student(epochs=2).with_teacher(teacher).fit(chain)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("student epochs")]
+    assert [line.split(" (")[0] for line in lines] == ["student epochs: 1/2 epochs", "student epochs: 2/2 epochs"]
 
 
 def test_cold_items_get_finite_text_scores(student):

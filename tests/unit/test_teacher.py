@@ -1,5 +1,6 @@
 """The teacher and its parts on tiny data on the CPU: shapes, masking, learning, repeats, save/load, cold items."""
 import datetime as dt
+import logging
 
 import numpy as np
 import pytest
@@ -195,6 +196,15 @@ def test_prior_blends_standardised_scores(chain):
     assert np.isfinite(scores).all() and model.prior is not None
     z = standardised(np.asarray([[1.0, 2.0, -np.inf]], np.float32))
     assert np.isfinite(z).all() and abs(float(z.mean())) < 1e-6
+
+
+def test_each_epoch_logs_progress_with_loss_rate_and_eta(chain, caplog):
+    with caplog.at_level(logging.INFO, logger="recsys_tasks.models.sequence_training"):
+        small_teacher(epochs=2, prior_weight=0.0).fit(chain)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher epochs")]
+    assert len(lines) == 2
+    assert lines[0].startswith("teacher epochs: 1/2 epochs (50%) at ") and ", ETA " in lines[0]
+    assert "done in" in lines[1] and "; loss " in lines[1] and " windows/s" in lines[1]
 
 
 def test_time_budget_stops_training_early(chain):
