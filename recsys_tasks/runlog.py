@@ -38,8 +38,10 @@ class Progress:
     """Progress of a long step in the task log: done of total, rate and ETA, at most one line every `every_s`."""
 
     def __init__(self, what: str, total: int, unit: str = "items", every_s: float = 15.0, logger=None,
-                 clock=time.monotonic):
+                 clock=time.monotonic, limit_s: float | None = None):
+        """limit_s: a wall-clock cap that stops the step early (a training time budget); the ETA never exceeds it."""
         self.what, self.total, self.unit, self.every_s = what, max(0, int(total)), unit, every_s
+        self.limit_s = limit_s or None
         self.log, self.clock = logger or log, clock
         self.done = 0
         self.started = self.last = clock()
@@ -60,7 +62,10 @@ class Progress:
         if self.done >= self.total:
             tail = f"done in {_duration(took)}"
         else:
-            tail = f"ETA {_duration((self.total - self.done) / rate)}" if rate > 0 else "ETA unknown"
+            eta = (self.total - self.done) / rate if rate > 0 else None
+            if self.limit_s is not None:
+                eta = min(eta if eta is not None else self.limit_s, max(self.limit_s - took, 0.0))
+            tail = f"ETA {_duration(eta)}" if eta is not None else "ETA unknown"
         speed = f"{rate:,.1f}" if rate >= 1 else f"{rate:.2g}"  # a slow epoch reads 0.017, not 0.0
         return f"{self.what}: {self.done:,}/{self.total:,} {self.unit} ({share:.0%}) at {speed} {self.unit}/s, {tail}"
 

@@ -63,7 +63,7 @@ def train_net(net: SequenceNet, windows: Windows, n_items: int, *, epochs: int, 
     extra_loss(net, step) is added to window_weight x the windows' loss (the student's distillation term).
     label names the model in the progress line each epoch logs ("teacher epochs").
     """
-    progress = Progress(label, epochs, "epochs", every_s=0.0, logger=log)
+    progress = Progress(label, epochs, "epochs", every_s=0.0, logger=log, limit_s=budget.seconds)
     net.to(device).train()
     optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     sampled = n_items > full_softmax_max_items

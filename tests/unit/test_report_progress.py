@@ -70,3 +70,13 @@ def test_a_slow_rate_keeps_its_digits():
     clock.now += 60
     progress.done = 1
     assert progress.line() == "student epochs: 1/10 epochs (10%) at 0.017 epochs/s, ETA 9m00s"
+
+
+def test_a_time_cap_bounds_the_eta():
+    clock = Clock()
+    progress = Progress("teacher epochs", 1000, "epochs", clock=clock, limit_s=20)
+    clock.now += 4
+    progress.done = 1
+    assert progress.line().endswith("ETA 0m16s")  # the cap stops training long before epoch 1,000
+    clock.now += 40
+    assert progress.line().endswith("ETA 0m00s")
