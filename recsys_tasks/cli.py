@@ -10,7 +10,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from recsys_tasks.config import REPO_ROOT, load_settings
+from recsys_tasks.config import MODEL_ENV, REPO_ROOT, load_settings
 
 DAG_ID = "recsys_nightly"
 DEMO_START = date(2024, 1, 1)  # the demo shop opens on this day
@@ -25,9 +25,8 @@ def airflow_env(recsys_home: Path) -> dict:
     env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO_ROOT / "plugins"))
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # tqdm bars would flood the task logs
+    for name, value in MODEL_ENV.items():
+        env.setdefault(name, value)
     env["RECSYS_HOME"] = str(recsys_home)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     return env

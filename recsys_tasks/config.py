@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# every process that may load the bundled MiniLM: never reach a hub, and no tqdm bars flooding the task logs
+MODEL_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 # Sources the ingest stage understands; "landing" and "demo" both read the contract layout.
 SOURCES = ("landing", "demo", "online-retail", "amazon-reviews")

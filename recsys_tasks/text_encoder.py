@@ -38,9 +38,10 @@ def device() -> str:
 @lru_cache(maxsize=2)
 def load(path: str | None = None):
     """Load a SentenceTransformer from a local directory; never from a hub."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no tqdm bars in the task logs
+    from recsys_tasks.config import MODEL_ENV
+
+    for name, value in MODEL_ENV.items():
+        os.environ.setdefault(name, value)
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(path or str(base_model_path()), device=device())

@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from recsys_tasks.config import MODEL_ENV
+
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 PARALLELISM = 2  # task slots: the machine has two cores and the pipeline holds one DuckDB writer at a time
@@ -47,9 +49,7 @@ def airflow_env(home: Path, port: int, recsys_home: Path) -> dict:
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "RECSYS_HOME": str(recsys_home),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # tqdm bars would flood the task logs
+        **MODEL_ENV,
         "NO_COLOR": "1",
     })
     return env
