@@ -27,7 +27,7 @@ import polars as pl
 
 from bench import reference_baselines as rb
 from recsys_tasks.metrics import expected_rank, hit_rate_at_k, ndcg_at_k, ndcg_from_rank, recall_at_k
-from recsys_tasks.models import TrainingData, build_model, top_k
+from recsys_tasks.models import NextPurchaseGBDT, TrainingData, build_model, top_k
 
 log = logging.getLogger("bench.quality")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,7 +44,8 @@ TEACHER = {
           "batch_size": 16, "target_window": 50, "horizon_days": 30},
     "D": {"dim": 32, "layers": 1, "heads": 2, "max_len": 20, "dropout": 0.3, "epochs": 30, "lr": 1e-3},
 }
-PRIOR_LAMBDA = {"A": 50.0, "B": 500.0, "D": 50.0}  # the EASE lambda of each protocol's reference row
+PRIOR_LAMBDA = {"A": 50.0, "B": 500.0, "D": 50.0}
+GBDT = {"horizon_days": 30.0, "cutoffs": 8, "ease_lambda": 500.0}  # protocol B: the 30-day window, 8 weekly cut-offs  # the EASE lambda of each protocol's reference row
 STUDENT = {
     "A": {"dim": 32, "max_len": 20, "epochs": 12, "lr": 3e-3, "distill_top_n": 50, "distill_weight": 4.0},
     "B": {"dim": 32, "max_len": 100, "epochs": 10, "lr": 3e-3, "batch_size": 16, "target_window": 50,
@@ -316,6 +317,8 @@ def protocol_b(datasets: Path, text: str, tune_seconds: float, prior: dict) -> l
         for name, model in (("teacher", teacher), ("student", student)):
             records += [{**r, "weights": [teacher.prior_weight, teacher.buy_again_weight], **({"fit": fits} if name == "teacher" else {})}
                         for r in retail_records(s, name, model, split)]
+        gbdt = NextPurchaseGBDT(**GBDT).fit(s.data)
+        records += [{**r, "fit": gbdt.fit_report} for r in retail_records(s, "gbdt", gbdt, split)]
     return records
 
 

@@ -17,7 +17,7 @@ PUBLISHED = [Asset(f"recsys://analytics/{table}") for table in (
     "ops/pipeline_runs")]
 PUBLISHED += [Asset(f"recsys://analytics/{table}") for table in ("metrics/online_feedback", "metrics/list_health")]
 
-MODELS = ["popularity", "segment_popularity", "repeat", "itemknn", "ease", "teacher", "student"]
+MODELS = ["popularity", "segment_popularity", "repeat", "itemknn", "ease", "gbdt", "teacher", "student"]
 PARAMS = {
     "source": Param("demo", type="string", enum=["demo", "landing", "online-retail", "amazon-reviews"],
                     description="Layout of the landing directory: the contract layout (demo, landing) or an adapter."),

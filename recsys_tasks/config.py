@@ -27,7 +27,7 @@ class Settings:
     holdout_days: int = 14  # int: days before D held out to choose the served model
     eval_k: int = 20  # int: cut-off of the offline metrics
     selection_metric: str = "ndcg"  # str: metric (ndcg | recall) on the "all" track that picks the served model
-    models: tuple[str, ...] = ("popularity", "segment_popularity", "repeat", "itemknn", "ease", "teacher",
+    models: tuple[str, ...] = ("popularity", "segment_popularity", "repeat", "itemknn", "ease", "gbdt", "teacher",
                                "student")  # tuple: candidate models
     max_bad_row_share: float = 0.10  # float: a file whose quarantined share is above this fails the run
     min_rows_for_share: int = 20  # int: files with fewer rows are never failed on the share alone
@@ -41,6 +41,8 @@ class Settings:
     ease_max_items: int = 20_000  # int: EASE is fit on at most this many most popular items (O(n^2) memory)
     knn_neighbours: int = 1000  # int: ItemKNN keeps this many neighbours per item (100 costs 0.016 Recall@20 on UCI)
     popularity_days: int = 30  # int: window of "recent popularity"
+    gbdt_horizon_days: float = 30.0  # float: the gbdt model predicts the purchases of the next N days
+    gbdt_cutoffs: int = 4  # int: past cut-offs (a week apart) whose next N days the gbdt model learns from
     encoder_batch_size: int = 128  # int: items per MiniLM forward pass
     history_embedding_items: int = 20  # int: last N items averaged into a user's history embedding
     weight_view: float = 1.0  # float: interaction weight of a view

@@ -66,6 +66,8 @@ def model_params(settings: Settings, name: str) -> dict:
     return {
         "ease": {"lam": settings.ease_lambda, "max_items": settings.ease_max_items},
         "itemknn": {"neighbours": settings.knn_neighbours},
+        "gbdt": {"horizon_days": settings.gbdt_horizon_days, "cutoffs": settings.gbdt_cutoffs,
+                 "ease_lambda": settings.ease_lambda, "max_items": settings.ease_max_items},
     }.get(name, {})
 
 

@@ -8,12 +8,13 @@ from pathlib import Path
 from recsys_tasks.models.base import Evidence, Recommender, TrainingData
 from recsys_tasks.models.ease import EASE
 from recsys_tasks.models.itemknn import ItemKNN
+from recsys_tasks.models.next_purchase import NextPurchaseGBDT
 from recsys_tasks.models.popularity import Popularity, SegmentPopularity
 from recsys_tasks.models.repeat import Repeat
 from recsys_tasks.models.topk import top_k
 
 MODELS: dict[str, type[Recommender]] = {
-    cls.name: cls for cls in (Popularity, SegmentPopularity, Repeat, ItemKNN, EASE)
+    cls.name: cls for cls in (Popularity, SegmentPopularity, Repeat, ItemKNN, EASE, NextPurchaseGBDT)
 }
 
 # The language-model models import torch: loaded on first use, so the baselines' tasks stay light.
@@ -55,6 +56,7 @@ __all__ = [
     "EASE",
     "LANGUAGE_MODELS",
     "MODELS",
+    "NextPurchaseGBDT",
     "Evidence",
     "ItemKNN",
     "Popularity",

@@ -123,7 +123,7 @@ def test_training_data_checks_shapes(data):
 
 
 def test_registry_builds_every_model_and_rejects_unknown_names():
-    assert set(MODELS) == {"popularity", "segment_popularity", "repeat", "itemknn", "ease"}
+    assert set(MODELS) == {"popularity", "segment_popularity", "repeat", "itemknn", "ease", "gbdt"}
     for name, cls in MODELS.items():
         model = build_model(name)
         assert isinstance(model, cls) and cls.name == name and cls.scale_limits

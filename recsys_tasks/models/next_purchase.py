@@ -1,0 +1,152 @@
+"""'What will this shopper buy in the next month': gradient-boosted trees learned on the shop's own past months.
+
+The model rebuilds the shop as it was at a few past cut-offs (as_of minus the horizon, then a week earlier each),
+labels each (user, candidate) pair with whether the user bought the item in the horizon after that cut-off, and
+learns one HistGradientBoostingClassifier on all of them. Features (next_purchase_features.py) fuse the user's own
+buying rhythm with the item (counts, decayed counts, cycle, days since last purchase), item-item evidence (EASE,
+cosine), the item's sales trend, and the language model's text: the cosine between the item's (tuned) MiniLM
+embedding and the user's purchases, and with what is rising this week. At as_of every candidate of every user is
+scored once; items outside a user's candidates rank below them in recent-popularity order.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys_tasks.models.base import Evidence, Recommender, TrainingData, dense_rank
+from recsys_tasks.models.next_purchase_features import FEATURES, Events, pair_rows
+from recsys_tasks.models.sequences import sequence_ages
+
+log = logging.getLogger(__name__)
+
+MIN_POSITIVES = 20  # fewer bought pairs than this over all cut-offs: the trees are not fitted (fallback order)
+
+
+class NextPurchaseGBDT(Recommender):
+    """Learned ranker for restocking shops: repeat purchases and new items in one calibrated score."""
+
+    name = "gbdt"
+    scale_limits = ("gbdt: rows = users x (history + n_related + n_popular) per cut-off; item-item models on the "
+                    "max_items most sold items (O(max_items^2) memory)")
+
+    def __init__(self, horizon_days: float = 30.0, cutoffs: int = 8, cutoff_step_days: float = 7.0,
+                 n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
+                 max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
+                 min_samples_leaf: int = 100, seed: int = 0) -> None:
+        super().__init__()
+        self.horizon_days = horizon_days  # float: the model predicts purchases in the next N days
+        self.cutoffs = cutoffs  # int: past cut-offs whose next N days are the training labels
+        self.cutoff_step_days = cutoff_step_days  # float: days between those cut-offs
+        self.n_related = n_related  # int: EASE candidates per user beyond the user's own items
+        self.n_popular = n_popular  # int: best sellers of the last 30 days added to every user's candidates
+        self.ease_lambda = ease_lambda  # float: L2 of the EASE feature
+        self.max_items = max_items  # int: item-item features cover at most this many most sold items
+        self.max_iter = max_iter  # int: boosting rounds
+        self.learning_rate = learning_rate  # float: boosting shrinkage
+        self.max_leaf_nodes = max_leaf_nodes  # int: leaves per tree
+        self.min_samples_leaf = min_samples_leaf  # int: rows per leaf at least
+        self.seed = seed  # int: seed of the trees' binning sample
+        self.candidate_score: sp.csr_matrix | None = None  # (n_users, n_items) probability + 1 on candidates
+        self.popularity_score: np.ndarray | None = None  # (n_items,) float32 in [0, 1): everything else
+        self.history: sp.csr_matrix | None = None  # (n_users, n_items) what each user bought (or did)
+        self.fit_report: dict = {}
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in ("horizon_days", "cutoffs", "cutoff_step_days", "n_related", "n_popular",
+                                               "ease_lambda", "max_items", "max_iter", "learning_rate",
+                                               "max_leaf_nodes", "min_samples_leaf", "seed")}
+
+    def _rows(self, events: Events, shift: float, horizon: float | None, text):
+        return pair_rows(events, shift, horizon, text, n_related=self.n_related, n_popular=self.n_popular,
+                         ease_lambda=self.ease_lambda, max_items=self.max_items)
+
+    def training_shifts(self, span_days: float) -> tuple[float, list[float]]:
+        """Return the horizon used and the cut-offs (days before as_of) that leave history before them.
+
+        A shop younger than two horizons learns on a horizon of a third of its history instead.
+        """
+        horizon = float(self.horizon_days)
+        if span_days < 2 * horizon:
+            horizon = max(1.0, span_days / 3)
+        shifts = [horizon + k * self.cutoff_step_days for k in range(self.cutoffs)]
+        return horizon, [s for s in shifts if s < span_days]
+
+    def fit(self, data: TrainingData) -> "NextPurchaseGBDT":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        ages = sequence_ages(data)
+        if data.user_sequences is None or ages is None:
+            raise ValueError("gbdt needs timed event sequences (TrainingData.user_sequences with their ages)")
+        started = time.perf_counter()
+        self._remember_ids(data)
+        events = Events.from_sequences(data.user_sequences, ages, data.n_items)
+        text = data.item_text_embedding
+        if text is not None:
+            text = np.asarray(text, dtype=np.float32)
+            text = text / np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-9)
+        horizon, shifts = self.training_shifts(events.span_days())
+        xs, ys = [], []
+        for shift in shifts:
+            rows = self._rows(events, shift, horizon, text)
+            xs.append(rows.features)
+            ys.append(rows.labels)
+        x = np.vstack(xs) if xs else np.zeros((0, len(FEATURES)), np.float32)
+        y = np.concatenate(ys) if ys else np.zeros(0, bool)
+        serve = self._rows(events, 0.0, None, text)
+        self.fit_report = {"horizon_days": horizon, "cutoffs_days_before": shifts, "training_rows": int(len(y)),
+                           "training_positives": int(y.sum()), "candidates": int(len(serve.users))}
+        if y.sum() >= MIN_POSITIVES and (~y).sum() >= MIN_POSITIVES:
+            trees = HistGradientBoostingClassifier(
+                max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
+                min_samples_leaf=self.min_samples_leaf, l2_regularization=1.0, random_state=self.seed)
+            trees.fit(x, y)
+            probability = trees.predict_proba(serve.features)[:, 1] if len(serve.users) else np.zeros(0)
+            self.fit_report["fitted"] = True
+        else:
+            # too young a shop: the user's own decayed purchases, then the item-item evidence
+            f = {name: serve.features[:, k] for k, name in enumerate(FEATURES)}
+            probability = (np.nan_to_num(f["decayed_90d"]) + 1e-3 * np.nan_to_num(f["ease"], nan=-1e3)) / 1e3
+            probability = (dense_rank(probability) + 1) / (len(probability) + 1)
+            self.fit_report["fitted"] = False
+            log.info("gbdt: %d positive pairs < %d, scores by decayed purchases instead", int(y.sum()), MIN_POSITIVES)
+        self.candidate_score = sp.csr_matrix(
+            (np.asarray(probability, np.float32) + 1.0, (serve.users, serve.items)), shape=(data.n_users, data.n_items))
+        self.candidate_score.sum_duplicates()
+        rank = dense_rank(np.asarray(data.recent_popularity, dtype=np.float64))
+        self.popularity_score = (rank / (rank.max(initial=0) + 1)).astype(np.float32)
+        self.history = data.purchases if data.purchases.nnz else data.interactions
+        self.fit_report["fit_seconds"] = round(time.perf_counter() - started, 1)
+        log.info("gbdt: %s", self.fit_report)
+        return self
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        user_idx = np.atleast_1d(user_idx)
+        scores = np.tile(self.popularity_score, (len(user_idx), 1))
+        cand = self.candidate_score[user_idx].tocoo()
+        scores[cand.row, cand.col] = cand.data
+        return scores
+
+    def explain(self, user_idx: int, item_idx: np.ndarray) -> list[Evidence]:
+        self._check_fitted()
+        history = self.history
+        out = []
+        for item in np.atleast_1d(item_idx):
+            count = float(history[user_idx, item]) if history is not None else 0.0
+            if count > 0:
+                out.append(Evidence("repeat", because_item=int(item), count=int(round(count))))
+            else:
+                out.append(Evidence("popularity"))
+        return out
+
+    def _state(self) -> dict:
+        return {"candidate_score": self.candidate_score, "popularity_score": self.popularity_score,
+                "history": self.history}
+
+    def _set_state(self, state: dict) -> None:
+        self.candidate_score = state["candidate_score"]
+        self.popularity_score = state["popularity_score"]
+        self.history = state["history"]

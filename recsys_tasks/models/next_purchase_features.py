@@ -1,0 +1,171 @@
+"""Features of (user, candidate item) pairs at one cut-off, from timed events only: what the GBDT ranker learns on.
+
+A cut-off `shift` days before the data's as_of sees only events older than the shift (their ages re-based to
+the cut-off), so the same code builds training rows at past cut-offs (labels: the events of the next
+`horizon` days) and the serving rows at as_of (shift 0). Candidates per user: every item of the user's history,
+the top `n_related` items of an EASE item-item model (not yet in the history) and the `n_popular` items most
+bought in the last 30 days. Missing values (no history with an item) are NaN, which the trees route themselves.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys_tasks.models.ease import ease_weights
+
+PAIR_FEATURES = ("in_history", "events", "decayed_30d", "decayed_90d", "last_age", "first_age", "cycle_days",
+                 "last_over_cycle", "ease", "item_cosine", "ease_rank", "text_affinity")
+USER_FEATURES = ("user_events", "user_last_age", "user_first_age", "user_gap_days", "user_distinct_items")
+ITEM_FEATURES = ("sold_7d", "sold_30d", "sold_90d", "sold_all", "trend_7_30", "trend_7_90", "repeat_share",
+                 "buyers", "item_age", "text_trend")
+FEATURES = PAIR_FEATURES + USER_FEATURES + ITEM_FEATURES
+
+
+@dataclass
+class Events:
+    """Every timed event of a TrainingData, flattened: user row, item column, age in days at as_of."""
+    users: np.ndarray  # (n,) int64
+    items: np.ndarray  # (n,) int64
+    ages: np.ndarray  # (n,) float64
+    n_users: int
+    n_items: int
+
+    @classmethod
+    def from_sequences(cls, sequences: list[np.ndarray], ages: list[np.ndarray], n_items: int) -> "Events":
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        users = np.repeat(np.arange(len(sequences), dtype=np.int64), lengths)
+        items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) if len(sequences) else np.zeros(0, np.int64)
+        age = np.concatenate([np.asarray(a, dtype=np.float64) for a in ages]) if len(ages) else np.zeros(0)
+        return cls(users, items, age, len(sequences), n_items)
+
+    def span_days(self) -> float:
+        return float(self.ages.max(initial=0.0))
+
+
+@dataclass
+class PairRows:
+    """Candidate pairs of one cut-off with their features (and labels at past cut-offs)."""
+    users: np.ndarray  # (m,) int64 user rows
+    items: np.ndarray  # (m,) int64 item columns
+    features: np.ndarray  # (m, len(FEATURES)) float32
+    labels: np.ndarray | None  # (m,) bool: bought in the horizon after the cut-off
+
+
+def _item_counts(items: np.ndarray, n_items: int, weights=None) -> np.ndarray:
+    return np.bincount(items, weights=weights, minlength=n_items).astype(np.float64)
+
+
+def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndarray | None, *,
+              n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
+              chunk: int = 1024) -> PairRows:
+    """Return the candidate pairs and features of the cut-off `shift` days before as_of (labels when horizon)."""
+    seen = events.ages > shift
+    u, i, age = events.users[seen], events.items[seen], events.ages[seen] - shift
+    n_users, n_items = events.n_users, events.n_items
+    pairs = (pl.DataFrame({"u": u, "i": i, "a": age})
+             .group_by("u", "i").agg(pl.len().alias("n"), (-pl.col("a") / 30).exp().sum().alias("d30"),
+                                     (-pl.col("a") / 90).exp().sum().alias("d90"),
+                                     pl.col("a").min().alias("last"), pl.col("a").max().alias("first"))
+             .sort("u", "i"))
+    hu, hi = pairs["u"].to_numpy().astype(np.int64), pairs["i"].to_numpy().astype(np.int64)
+    history = sp.csr_matrix((np.ones(len(hu), np.float32), (hu, hi)), shape=(n_users, n_items))
+    decayed = sp.csr_matrix((pairs["d90"].to_numpy().astype(np.float32), (hu, hi)), shape=(n_users, n_items))
+
+    # items: sales by window, trend, how often buyers come back for them
+    sold = {d: _item_counts(i[age <= d], n_items) for d in (7, 30, 90)}
+    sold_all = _item_counts(i, n_items)
+    buyers = _item_counts(hi, n_items)
+    repeat_share = _item_counts(hi, n_items, (pairs["n"].to_numpy() > 1).astype(float)) / np.maximum(buyers, 1)
+    item_age = np.full(n_items, np.nan)
+    if len(i):
+        oldest = pl.DataFrame({"i": i, "a": age}).group_by("i").agg(pl.col("a").max())
+        item_age[oldest["i"].to_numpy()] = oldest["a"].to_numpy()
+    trend = sold[7] / np.maximum(sold[30], 1)
+    item_cols = [sold[7], sold[30], sold[90], sold_all, trend, sold[7] / np.maximum(sold[90], 1), repeat_share,
+                 buyers, item_age]
+    if text is not None:
+        centre = (sold[7] * trend) @ text
+        item_cols.append(text @ (centre / max(np.linalg.norm(centre), 1e-9)))
+    else:
+        item_cols.append(np.full(n_items, np.nan))
+    item_features = np.column_stack(item_cols)
+
+    # users: how often and how lately they buy
+    user = (pl.DataFrame({"u": u, "a": age}).group_by("u")
+            .agg(pl.len().alias("n"), pl.col("a").min().alias("last"), pl.col("a").max().alias("first")))
+    user_features = np.full((n_users, len(USER_FEATURES)), np.nan)
+    ur = user["u"].to_numpy()
+    n_u, last_u, first_u = (user[c].to_numpy().astype(float) for c in ("n", "last", "first"))
+    user_features[ur, 0], user_features[ur, 1], user_features[ur, 2] = n_u, last_u, first_u
+    user_features[ur, 3] = np.where(n_u > 1, (first_u - last_u) / np.maximum(n_u - 1, 1), np.nan)
+    user_features[:, 4] = np.diff(history.indptr)
+
+    # item-item models on the most sold items (EASE is O(items^2) memory)
+    kept = np.sort(np.argsort(-sold_all, kind="stable")[:max_items])
+    kept = kept[sold_all[kept] > 0]
+    x = history[:, kept]
+    gram = (x.T @ x).toarray().astype(np.float64)
+    ease = ease_weights(gram, ease_lambda).astype(np.float32) if len(kept) else np.zeros((0, 0), np.float32)
+    norms = np.sqrt(np.maximum(np.diag(gram), 1e-12))
+    cosine = (gram / norms[:, None] / norms[None, :]).astype(np.float32)
+    np.fill_diagonal(cosine, 0.0)
+    popular = np.argsort(-sold[30], kind="stable")[:n_popular]
+    popular = popular[sold[30][popular] > 0]
+    if text is not None:
+        profile = decayed @ text
+        profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
+
+    blocks_u, blocks_i, blocks_pair = [], [], []
+    active = np.flatnonzero(np.diff(history.indptr))
+    for start in range(0, len(active), chunk):
+        rows = active[start:start + chunk]
+        xr = x[rows]
+        e_scores = np.full((len(rows), n_items), np.nan, np.float32)
+        c_scores = np.full((len(rows), n_items), np.nan, np.float32)
+        e_scores[:, kept] = (xr @ ease) if len(kept) else 0.0
+        c_scores[:, kept] = (xr @ cosine) if len(kept) else 0.0
+        bought = history[rows].toarray() > 0
+        unseen = np.where(bought | np.isnan(e_scores), -np.inf, e_scores)
+        rank = np.argsort(np.argsort(-unseen, axis=1, kind="stable"), axis=1).astype(np.float32)
+        cand = bought.copy()
+        n_rel = min(n_related, n_items)
+        if n_rel:
+            top = np.argpartition(-unseen, n_rel - 1, axis=1)[:, :n_rel]
+            np.put_along_axis(cand, top, np.isfinite(np.take_along_axis(unseen, top, axis=1)), axis=1)
+        cand[:, popular] = True
+        cu, ci = np.nonzero(cand)
+        cols = [e_scores[cu, ci], c_scores[cu, ci], np.where(bought[cu, ci], np.nan, rank[cu, ci])]
+        if text is not None:
+            cols.append(np.einsum("md,md->m", profile[rows[cu]], text[ci]))
+        else:
+            cols.append(np.full(len(cu), np.nan))
+        blocks_u.append(rows[cu])
+        blocks_i.append(ci)
+        blocks_pair.append(np.column_stack(cols))
+    cu = np.concatenate(blocks_u) if blocks_u else np.zeros(0, np.int64)
+    ci = np.concatenate(blocks_i) if blocks_i else np.zeros(0, np.int64)
+    item_item = np.vstack(blocks_pair) if blocks_pair else np.zeros((0, 4))
+
+    # the user's own history with each candidate (NaN where there is none)
+    key = cu * n_items + ci
+    hkey = hu * n_items + hi
+    at = np.searchsorted(hkey, key)
+    found = (at < len(hkey)) & (hkey[np.minimum(at, max(len(hkey) - 1, 0))] == key) if len(hkey) else np.zeros(len(key), bool)
+    own = np.full((len(key), 7), np.nan)
+    src = at[found]
+    n = pairs["n"].to_numpy().astype(float)[src]
+    last, first = pairs["last"].to_numpy()[src], pairs["first"].to_numpy()[src]
+    cycle = np.where(n > 1, (first - last) / np.maximum(n - 1, 1), np.nan)
+    own[found] = np.column_stack([n, pairs["d30"].to_numpy()[src], pairs["d90"].to_numpy()[src], last, first,
+                                  cycle, last / np.maximum(cycle, 1)])
+    features = np.column_stack([found.astype(float), own, item_item, user_features[cu], item_features[ci]])
+
+    labels = None
+    if horizon is not None:
+        window = (events.ages <= shift) & (events.ages > shift - horizon)
+        target = np.unique(events.users[window] * n_items + events.items[window])
+        labels = np.isin(key, target)
+    return PairRows(cu, ci, features.astype(np.float32), labels)

@@ -1,0 +1,118 @@
+"""The gbdt next-purchase model on a small shop with a planted buying rhythm."""
+import datetime as dt
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys_tasks.models import NextPurchaseGBDT, TrainingData, load_model
+from recsys_tasks.models.next_purchase_features import FEATURES, Events, pair_rows
+from recsys_tasks.models.sequences import TimedTrainingData
+
+AS_OF = dt.date(2024, 6, 1)
+N_USERS, N_ITEMS, STAPLES = 80, 30, 5
+
+
+def shop(days: float = 150.0, seed: int = 0) -> TimedTrainingData:
+    """Every user restocks one staple item (user % 5) every 10 days and buys random other items now and then."""
+    rng = np.random.default_rng(seed)
+    sequences, ages = [], []
+    for u in range(N_USERS):
+        events = [(a, u % STAPLES) for a in np.arange(3.0 + u % 7, days, 10.0)]
+        events += [(float(rng.uniform(0.5, days)), int(rng.integers(STAPLES, N_ITEMS))) for _ in range(12)]
+        events.sort(key=lambda e: -e[0])  # oldest first
+        sequences.append(np.array([i for _, i in events], dtype=np.int64))
+        ages.append(np.array([a for a, _ in events], dtype=np.float32))
+    purchases = sp.lil_matrix((N_USERS, N_ITEMS), dtype=np.float32)
+    for u, seq in enumerate(sequences):
+        for i in seq:
+            purchases[u, i] += 1
+    purchases = purchases.tocsr()
+    recent = np.bincount(np.concatenate(sequences), minlength=N_ITEMS).astype(float)
+    text = rng.normal(size=(N_ITEMS, 8)).astype(np.float32)
+    return TimedTrainingData(
+        users=[f"u{u}" for u in range(N_USERS)], items=[f"i{i}" for i in range(N_ITEMS)],
+        interactions=purchases, purchases=purchases, last_purchase_age_days=None, recent_popularity=recent,
+        user_segment=np.array([""] * N_USERS), as_of=AS_OF, item_text_embedding=text,
+        user_sequences=sequences, user_sequence_ages=ages)
+
+
+SMALL = {"cutoffs": 4, "max_iter": 30, "min_samples_leaf": 5, "n_related": 5, "n_popular": 3}
+
+
+def test_learns_the_buying_rhythm_and_puts_the_staple_first():
+    data = shop()
+    model = NextPurchaseGBDT(**SMALL).fit(data)
+    assert model.fit_report["fitted"] and model.fit_report["cutoffs_days_before"] == [30.0, 37.0, 44.0, 51.0]
+    scores = model.score(np.arange(N_USERS))
+    assert scores.shape == (N_USERS, N_ITEMS) and np.isfinite(scores).all()
+    staple_first = scores.argmax(axis=1) == np.arange(N_USERS) % STAPLES
+    assert staple_first.mean() >= 0.9
+    # every candidate (the user's own items among them) ranks above every non-candidate
+    bought = data.purchases.toarray() > 0
+    assert (scores[bought] >= 1.0).all() and (scores[scores < 1.0] < 1.0).all()
+
+
+def test_a_past_cut_off_never_sees_the_events_after_it():
+    data = shop()
+    events = Events.from_sequences(data.user_sequences, data.user_sequence_ages, N_ITEMS)
+    later = events.ages <= 30.0
+    changed = Events(events.users, events.items.copy(), events.ages, N_USERS, N_ITEMS)
+    changed.items[later] = (changed.items[later] + 1) % N_ITEMS  # rewrite the 30 days after the cut-off
+    a, b = (pair_rows(e, 30.0, 30.0, data.item_text_embedding, n_related=5, n_popular=3) for e in (events, changed))
+    np.testing.assert_array_equal(a.users, b.users)
+    np.testing.assert_array_equal(a.items, b.items)
+    np.testing.assert_array_equal(a.features, b.features)
+    assert a.features.shape[1] == len(FEATURES)
+    # only the labels (the purchases after the cut-off) differ
+    assert not np.array_equal(a.labels, b.labels)
+
+
+def test_labels_are_the_purchases_of_the_horizon_after_the_cut_off():
+    data = shop()
+    events = Events.from_sequences(data.user_sequences, data.user_sequence_ages, N_ITEMS)
+    rows = pair_rows(events, 30.0, 30.0, None, n_related=5, n_popular=3)
+    window = (events.ages <= 30.0) & (events.ages > 0.0)
+    bought = set(zip(events.users[window].tolist(), events.items[window].tolist()))
+    expected = np.array([(u, i) in bought for u, i in zip(rows.users.tolist(), rows.items.tolist())])
+    np.testing.assert_array_equal(rows.labels, expected)
+    assert rows.labels.any()
+
+
+def test_a_shop_with_nothing_to_learn_from_falls_back_to_decayed_purchases():
+    data = shop()
+    # one event per user: no user has both a history before a cut-off and a purchase after it
+    data.user_sequences = [s[-1:] for s in data.user_sequences]
+    data.user_sequence_ages = [a[-1:] for a in data.user_sequence_ages]
+    model = NextPurchaseGBDT(**SMALL).fit(data)
+    assert model.fit_report["fitted"] is False and model.fit_report["training_positives"] < 20
+    scores = model.score(np.arange(N_USERS))
+    assert np.isfinite(scores).all()
+    last = np.array([s[-1] for s in data.user_sequences])
+    np.testing.assert_array_equal(scores.argmax(axis=1), last)
+
+
+def test_a_young_shop_learns_on_a_shorter_horizon():
+    model = NextPurchaseGBDT(horizon_days=30.0, cutoffs=3, cutoff_step_days=7.0)
+    assert model.training_shifts(45.0) == (15.0, [15.0, 22.0, 29.0])
+    assert model.training_shifts(200.0) == (30.0, [30.0, 37.0, 44.0])
+
+
+def test_save_load_round_trip_and_buy_again_evidence(tmp_path):
+    data = shop()
+    model = NextPurchaseGBDT(**SMALL).fit(data)
+    model.save(tmp_path / "gbdt")
+    loaded = load_model(tmp_path / "gbdt")
+    assert type(loaded) is NextPurchaseGBDT and loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.score(np.arange(N_USERS)), model.score(np.arange(N_USERS)))
+    staple = 7 % STAPLES
+    evidence = loaded.explain(7, np.array([staple]))[0]
+    assert evidence.strategy == "repeat" and evidence.because_item == staple and evidence.count >= 10
+
+
+def test_needs_timed_sequences():
+    data = shop()
+    plain = TrainingData(data.users, data.items, data.interactions, data.purchases, None, data.recent_popularity,
+                         data.user_segment, AS_OF)
+    with pytest.raises(ValueError, match="timed event sequences"):
+        NextPurchaseGBDT(**SMALL).fit(plain)
