@@ -2,8 +2,8 @@
 
     python -m bench.quality [--only A,cold,B,D] [--text base|tuned] [--skip-reference]
 
-First reproduces the reference baseline rows (bench/reference_baselines.py), then fits the teacher and the student
-through the Recommender interface on each protocol's splits and writes bench/results/quality.json: a list of
+First reproduces the reference baseline rows (bench/reference_baselines.py), then fits the teacher, the student and
+the gbdt next-purchase model through the Recommender interface on each protocol's splits and writes bench/results/quality.json: a list of
 {dataset, protocol, split, track, model, metric, k, value} (+ n_users and details). "served" is what the nightly
 pipeline would publish: the candidate with the best validation score (A, D: masked NDCG@10; B: all-track NDCG@20),
 reported on the test split. Hyper-parameters below were chosen on the validation splits only (bench/README.md);
@@ -45,7 +45,11 @@ TEACHER = {
     "D": {"dim": 32, "layers": 1, "heads": 2, "max_len": 20, "dropout": 0.3, "epochs": 30, "lr": 1e-3},
 }
 PRIOR_LAMBDA = {"A": 50.0, "B": 500.0, "D": 50.0}
-GBDT = {"horizon_days": 30.0, "cutoffs": 8, "ease_lambda": 500.0}  # protocol B: the 30-day window, 8 weekly cut-offs  # the EASE lambda of each protocol's reference row
+GBDT = {  # the gbdt next-purchase model; cut-offs, rounds and leaf size chosen on the validation splits
+    "A": {"cutoffs": 1, "max_iter": 300, "min_samples_leaf": 50, "ease_lambda": 500.0},  # leave-one-out: 1 step
+    "B": {"horizon_days": 30.0, "cutoffs": 8, "ease_lambda": 500.0, "sources": "ease"},  # the 30-day window
+    "D": {"cutoffs": 1, "max_iter": 300, "min_samples_leaf": 50, "ease_lambda": 50.0},
+}  # the EASE lambda of each protocol's reference row
 STUDENT = {
     "A": {"dim": 32, "max_len": 20, "epochs": 12, "lr": 3e-3, "distill_top_n": 50, "distill_weight": 4.0},
     "B": {"dim": 32, "max_len": 100, "epochs": 10, "lr": 3e-3, "batch_size": 16, "target_window": 50,
@@ -195,6 +199,9 @@ def protocol_a(datasets: Path, text: str, tune_seconds: float, prior: dict) -> l
             rows = rank_records("amazon-scientific", "A", split, name, model, data, targets, tracks, rb.SCIENTIFIC_K)
             records += [{**r, **({"fit": fits} if name == "teacher" else {}),
                          "weights": [teacher.prior_weight, teacher.buy_again_weight]} for r in rows]
+        gbdt = NextPurchaseGBDT(**GBDT["A"]).fit(data)
+        records += [{**r, "fit": gbdt.fit_report} for r in
+                    rank_records("amazon-scientific", "A", split, "gbdt", gbdt, data, targets, tracks, rb.SCIENTIFIC_K)]
     return records
 
 
@@ -229,7 +236,7 @@ def protocol_a_cold(datasets: Path, text: str, tune_seconds: float, prior: dict)
     records = []
     models = {name: factory().fit(data) for name, factory in rb.MODELS_A.items()}
     teacher, student, _ = fit_language_models("A", data, weights=prior.get("A", (0.0, 0.0)))
-    models.update(teacher=teacher, student=student)
+    models.update(teacher=teacher, student=student, gbdt=NextPurchaseGBDT(**GBDT["A"]).fit(data))
     for name, model in models.items():
         rows = rank_records("amazon-scientific", "A", "test", name, model, data, targets[users], ("masked",),
                             rb.SCIENTIFIC_K, users=users)
@@ -317,7 +324,7 @@ def protocol_b(datasets: Path, text: str, tune_seconds: float, prior: dict) -> l
         for name, model in (("teacher", teacher), ("student", student)):
             records += [{**r, "weights": [teacher.prior_weight, teacher.buy_again_weight], **({"fit": fits} if name == "teacher" else {})}
                         for r in retail_records(s, name, model, split)]
-        gbdt = NextPurchaseGBDT(**GBDT).fit(s.data)
+        gbdt = NextPurchaseGBDT(**GBDT["B"]).fit(s.data)
         records += [{**r, "fit": gbdt.fit_report} for r in retail_records(s, "gbdt", gbdt, split)]
     return records
 
@@ -378,6 +385,9 @@ def protocol_d(datasets: Path, text: str, tune_seconds: float, prior: dict) -> l
         for name, model in (("teacher", teacher), ("student", student)):
             records += [{**r, "weights": [teacher.prior_weight, teacher.buy_again_weight]}
                         for r in rank_records("amazon-all-beauty", "D", split, name, model, data, targets, tracks, 10)]
+        gbdt = NextPurchaseGBDT(**GBDT["D"]).fit(data)
+        records += [{**r, "fit": gbdt.fit_report}
+                    for r in rank_records("amazon-all-beauty", "D", split, "gbdt", gbdt, data, targets, tracks, 10)]
     return records
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_tasks.models.base import Evidence, Recommender, TrainingData, dense_rank
-from recsys_tasks.models.next_purchase_features import FEATURES, Events, pair_rows
+from recsys_tasks.models.next_purchase_features import FEATURES, SOURCES, Events, pair_rows
 from recsys_tasks.models.sequences import sequence_ages
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,10 @@ class NextPurchaseGBDT(Recommender):
     def __init__(self, horizon_days: float = 30.0, cutoffs: int = 8, cutoff_step_days: float = 7.0,
                  n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
                  max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
-                 min_samples_leaf: int = 100, seed: int = 0) -> None:
+                 min_samples_leaf: int = 100, sources: str = ",".join(SOURCES), seed: int = 0) -> None:
         super().__init__()
-        self.horizon_days = horizon_days  # float: the model predicts purchases in the next N days
-        self.cutoffs = cutoffs  # int: past cut-offs whose next N days are the training labels
+        self.horizon_days = horizon_days  # float: the model predicts purchases in the next N days (untimed: next event)
+        self.cutoffs = cutoffs  # int: past cut-offs whose next N days (untimed: next event) are the training labels
         self.cutoff_step_days = cutoff_step_days  # float: days between those cut-offs
         self.n_related = n_related  # int: EASE candidates per user beyond the user's own items
         self.n_popular = n_popular  # int: best sellers of the last 30 days added to every user's candidates
@@ -48,6 +48,10 @@ class NextPurchaseGBDT(Recommender):
         self.learning_rate = learning_rate  # float: boosting shrinkage
         self.max_leaf_nodes = max_leaf_nodes  # int: leaves per tree
         self.min_samples_leaf = min_samples_leaf  # int: rows per leaf at least
+        self.sources = sources  # str: comma-separated candidate sources beyond own items: ease, next, text
+        unknown = set(sources.split(",")) - set(SOURCES)
+        if unknown:
+            raise ValueError(f"gbdt: unknown candidate sources {sorted(unknown)}; expected some of {SOURCES}")
         self.seed = seed  # int: seed of the trees' binning sample
         self.candidate_score: sp.csr_matrix | None = None  # (n_users, n_items) probability + 1 on candidates
         self.popularity_score: np.ndarray | None = None  # (n_items,) float32 in [0, 1): everything else
@@ -57,17 +61,21 @@ class NextPurchaseGBDT(Recommender):
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in ("horizon_days", "cutoffs", "cutoff_step_days", "n_related", "n_popular",
                                                "ease_lambda", "max_items", "max_iter", "learning_rate",
-                                               "max_leaf_nodes", "min_samples_leaf", "seed")}
+                                               "max_leaf_nodes", "min_samples_leaf", "sources", "seed")}
 
     def _rows(self, events: Events, shift: float, horizon: float | None, text):
         return pair_rows(events, shift, horizon, text, n_related=self.n_related, n_popular=self.n_popular,
-                         ease_lambda=self.ease_lambda, max_items=self.max_items)
+                         ease_lambda=self.ease_lambda, max_items=self.max_items,
+                         sources=tuple(self.sources.split(",")))
 
-    def training_shifts(self, span_days: float) -> tuple[float, list[float]]:
+    def training_shifts(self, span_days: float, timed: bool = True) -> tuple[float, list[float]]:
         """Return the horizon used and the cut-offs (days before as_of) that leave history before them.
 
-        A shop younger than two horizons learns on a horizon of a third of its history instead.
+        A shop younger than two horizons learns on a horizon of a third of its history instead. Without time
+        stamps the horizon is one step: each cut-off holds out one more of every user's newest events.
         """
+        if not timed:
+            return 1.0, [1.0 + k for k in range(self.cutoffs) if 1.0 + k < span_days]
         horizon = float(self.horizon_days)
         if span_days < 2 * horizon:
             horizon = max(1.0, span_days / 3)
@@ -77,9 +85,9 @@ class NextPurchaseGBDT(Recommender):
     def fit(self, data: TrainingData) -> "NextPurchaseGBDT":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
+        if data.user_sequences is None:
+            raise ValueError("gbdt needs event sequences (TrainingData.user_sequences, with their ages when timed)")
         ages = sequence_ages(data)
-        if data.user_sequences is None or ages is None:
-            raise ValueError("gbdt needs timed event sequences (TrainingData.user_sequences with their ages)")
         started = time.perf_counter()
         self._remember_ids(data)
         events = Events.from_sequences(data.user_sequences, ages, data.n_items)
@@ -87,7 +95,7 @@ class NextPurchaseGBDT(Recommender):
         if text is not None:
             text = np.asarray(text, dtype=np.float32)
             text = text / np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-9)
-        horizon, shifts = self.training_shifts(events.span_days())
+        horizon, shifts = self.training_shifts(events.span_days(), timed=ages is not None)
         xs, ys = [], []
         for shift in shifts:
             rows = self._rows(events, shift, horizon, text)
@@ -96,12 +104,15 @@ class NextPurchaseGBDT(Recommender):
         x = np.vstack(xs) if xs else np.zeros((0, len(FEATURES)), np.float32)
         y = np.concatenate(ys) if ys else np.zeros(0, bool)
         serve = self._rows(events, 0.0, None, text)
-        self.fit_report = {"horizon_days": horizon, "cutoffs_days_before": shifts, "training_rows": int(len(y)),
+        self.fit_report = {"timed": ages is not None, "horizon": horizon, "cutoffs_days_before": shifts, "training_rows": int(len(y)),
                            "training_positives": int(y.sum()), "candidates": int(len(serve.users))}
         if y.sum() >= MIN_POSITIVES and (~y).sum() >= MIN_POSITIVES:
             trees = HistGradientBoostingClassifier(
                 max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
                 min_samples_leaf=self.min_samples_leaf, l2_regularization=1.0, random_state=self.seed)
+            empty = np.isnan(x).all(axis=0)  # e.g. no text: sklearn cannot bin a column without values
+            x[:, empty] = 0.0
+            serve.features[:, empty] = 0.0
             trees.fit(x, y)
             probability = trees.predict_proba(serve.features)[:, 1] if len(serve.users) else np.zeros(0)
             self.fit_report["fitted"] = True

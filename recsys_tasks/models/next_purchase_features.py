@@ -1,10 +1,13 @@
-"""Features of (user, candidate item) pairs at one cut-off, from timed events only: what the GBDT ranker learns on.
+"""Features of (user, candidate item) pairs at one cut-off, from the event sequences only: what the GBDT learns on.
 
-A cut-off `shift` days before the data's as_of sees only events older than the shift (their ages re-based to
-the cut-off), so the same code builds training rows at past cut-offs (labels: the events of the next
-`horizon` days) and the serving rows at as_of (shift 0). Candidates per user: every item of the user's history,
-the top `n_related` items of an EASE item-item model (not yet in the history) and the `n_popular` items most
-bought in the last 30 days. Missing values (no history with an item) are NaN, which the trees route themselves.
+A cut-off `shift` before the data's as_of sees only events older than the shift (their ages re-based to the
+cut-off), so the same code builds training rows at past cut-offs (labels: the events of the next `horizon`) and the
+serving rows at as_of (shift 0). Ages are days when the events have time stamps, else steps: the newest event of a
+user is 1 step old, so shift 1 / horizon 1 holds out each user's last event (leave-one-out).
+Candidates per user: every item of the user's history, then, among the items not in it, the top `n_related` of
+each of: an EASE item-item model, what other shoppers took right after the user's last item, and the items whose
+text is closest to the last item's; plus the `n_popular` items most bought in the last 30 (days or steps).
+Missing values (no history with an item, no text) are NaN, which the trees route themselves.
 """
 from __future__ import annotations
 
@@ -17,11 +20,13 @@ import scipy.sparse as sp
 from recsys_tasks.models.ease import ease_weights
 
 PAIR_FEATURES = ("in_history", "events", "decayed_30d", "decayed_90d", "last_age", "first_age", "cycle_days",
-                 "last_over_cycle", "ease", "item_cosine", "ease_rank", "text_affinity")
+                 "last_over_cycle", "ease", "item_cosine", "ease_rank", "text_affinity", "after_last",
+                 "after_second_last", "text_last")
 USER_FEATURES = ("user_events", "user_last_age", "user_first_age", "user_gap_days", "user_distinct_items")
 ITEM_FEATURES = ("sold_7d", "sold_30d", "sold_90d", "sold_all", "trend_7_30", "trend_7_90", "repeat_share",
                  "buyers", "item_age", "text_trend")
 FEATURES = PAIR_FEATURES + USER_FEATURES + ITEM_FEATURES
+SOURCES = ("ease", "next", "text")  # where candidates beyond the user's own items come from
 
 
 @dataclass
@@ -34,11 +39,15 @@ class Events:
     n_items: int
 
     @classmethod
-    def from_sequences(cls, sequences: list[np.ndarray], ages: list[np.ndarray], n_items: int) -> "Events":
+    def from_sequences(cls, sequences: list[np.ndarray], ages: list[np.ndarray] | None, n_items: int) -> "Events":
+        """Flatten oldest-first sequences; without ages each event is as many steps old as its place from the end."""
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         users = np.repeat(np.arange(len(sequences), dtype=np.int64), lengths)
         items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) if len(sequences) else np.zeros(0, np.int64)
-        age = np.concatenate([np.asarray(a, dtype=np.float64) for a in ages]) if len(ages) else np.zeros(0)
+        if ages is None:
+            age = np.concatenate([np.arange(n, 0, -1, dtype=np.float64) for n in lengths]) if len(lengths) else np.zeros(0)
+        else:
+            age = np.concatenate([np.asarray(a, dtype=np.float64) for a in ages]) if len(ages) else np.zeros(0)
         return cls(users, items, age, len(sequences), n_items)
 
     def span_days(self) -> float:
@@ -60,7 +69,7 @@ def _item_counts(items: np.ndarray, n_items: int, weights=None) -> np.ndarray:
 
 def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndarray | None, *,
               n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
-              chunk: int = 1024) -> PairRows:
+              sources: tuple[str, ...] = SOURCES, chunk: int = 1024) -> PairRows:
     """Return the candidate pairs and features of the cut-off `shift` days before as_of (labels when horizon)."""
     seen = events.ages > shift
     u, i, age = events.users[seen], events.items[seen], events.ages[seen] - shift
@@ -114,6 +123,17 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
     np.fill_diagonal(cosine, 0.0)
     popular = np.argsort(-sold[30], kind="stable")[:n_popular]
     popular = popular[sold[30][popular] > 0]
+    # what shoppers take next: consecutive events of one user (the sequences are oldest first)
+    same_user = u[1:] == u[:-1]
+    after = sp.csr_matrix((np.ones(int(same_user.sum()), np.float32), (i[:-1][same_user], i[1:][same_user])),
+                          shape=(n_items, n_items))
+    after.sum_duplicates()
+    ends = np.flatnonzero(np.r_[u[1:] != u[:-1], True]) if len(u) else np.zeros(0, np.int64)
+    last_item = np.zeros(n_users, np.int64)
+    second_last = np.zeros(n_users, np.int64)
+    last_item[u[ends]] = i[ends]
+    prev = np.maximum(ends - 1, 0)
+    second_last[u[ends]] = np.where((ends > 0) & (u[prev] == u[ends]), i[prev], i[ends])
     if text is not None:
         profile = decayed @ text
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
@@ -130,11 +150,18 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
         bought = history[rows].toarray() > 0
         unseen = np.where(bought | np.isnan(e_scores), -np.inf, e_scores)
         rank = np.argsort(np.argsort(-unseen, axis=1, kind="stable"), axis=1).astype(np.float32)
+        next_scores = after[last_item[rows]].toarray()
+        next2_scores = after[second_last[rows]].toarray()
+        text_last = text[last_item[rows]] @ text.T if text is not None else None
         cand = bought.copy()
         n_rel = min(n_related, n_items)
-        if n_rel:
-            top = np.argpartition(-unseen, n_rel - 1, axis=1)[:, :n_rel]
-            np.put_along_axis(cand, top, np.isfinite(np.take_along_axis(unseen, top, axis=1)), axis=1)
+        offered = {"ease": unseen, "next": np.where(next_scores > 0, next_scores, -np.inf), "text": text_last}
+        for source in (offered[name] for name in sources):
+            if n_rel and source is not None:
+                source = np.where(bought, -np.inf, source)
+                top = np.argpartition(-source, n_rel - 1, axis=1)[:, :n_rel]
+                np.put_along_axis(cand, top, np.isfinite(np.take_along_axis(source, top, axis=1)) | 
+                                  np.take_along_axis(cand, top, axis=1), axis=1)
         cand[:, popular] = True
         cu, ci = np.nonzero(cand)
         cols = [e_scores[cu, ci], c_scores[cu, ci], np.where(bought[cu, ci], np.nan, rank[cu, ci])]
@@ -142,12 +169,14 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
             cols.append(np.einsum("md,md->m", profile[rows[cu]], text[ci]))
         else:
             cols.append(np.full(len(cu), np.nan))
+        cols += [next_scores[cu, ci], next2_scores[cu, ci],
+                 text_last[cu, ci] if text_last is not None else np.full(len(cu), np.nan)]
         blocks_u.append(rows[cu])
         blocks_i.append(ci)
         blocks_pair.append(np.column_stack(cols))
     cu = np.concatenate(blocks_u) if blocks_u else np.zeros(0, np.int64)
     ci = np.concatenate(blocks_i) if blocks_i else np.zeros(0, np.int64)
-    item_item = np.vstack(blocks_pair) if blocks_pair else np.zeros((0, 4))
+    item_item = np.vstack(blocks_pair) if blocks_pair else np.zeros((0, 7))
 
     # the user's own history with each candidate (NaN where there is none)
     key = cu * n_items + ci

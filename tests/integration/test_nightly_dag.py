@@ -89,7 +89,7 @@ def test_because_reasons_cite_an_item_from_the_users_history(shop):
 def test_model_choice_is_recorded_and_unknown_users_get_default_lists(shop):
     with analytics(shop["home"]) as con:
         models = {r[0] for r in con.execute("SELECT DISTINCT model FROM metrics.offline_eval WHERE ds = ?", [D]).fetchall()}
-        assert models == {"popularity", "segment_popularity", "repeat", "itemknn", "ease", "teacher", "student"}
+        assert models == {"popularity", "segment_popularity", "repeat", "itemknn", "ease", "gbdt", "teacher", "student"}
         served = con.execute("SELECT DISTINCT model FROM metrics.offline_eval WHERE ds = ? AND served", [D]).fetchall()
         assert len(served) == 1
         best = con.execute("SELECT model FROM metrics.offline_eval WHERE ds = ? AND track = 'all' AND metric = 'ndcg' "

@@ -114,5 +114,21 @@ def test_needs_timed_sequences():
     data = shop()
     plain = TrainingData(data.users, data.items, data.interactions, data.purchases, None, data.recent_popularity,
                          data.user_segment, AS_OF)
-    with pytest.raises(ValueError, match="timed event sequences"):
+    with pytest.raises(ValueError, match="event sequences"):
         NextPurchaseGBDT(**SMALL).fit(plain)
+
+
+def test_without_time_stamps_it_learns_the_next_step_leave_one_out():
+    rng = np.random.default_rng(1)
+    starts = rng.integers(0, N_ITEMS, size=200)
+    sequences = [np.array([(s + k) % N_ITEMS for k in range(6)], dtype=np.int64) for s in starts]
+    long = sp.csr_matrix((np.ones(1200, np.float32), (np.repeat(np.arange(200), 6), np.concatenate(sequences))),
+                         shape=(200, N_ITEMS))
+    data = TrainingData([f"u{u}" for u in range(200)], [f"i{i}" for i in range(N_ITEMS)], long, long * 0, None,
+                        np.asarray(long.sum(axis=0)).ravel(), np.array([""] * 200), AS_OF, user_sequences=sequences)
+    model = NextPurchaseGBDT(**{**SMALL, "cutoffs": 2}).fit(data)
+    assert model.fit_report["timed"] is False and model.fit_report["horizon"] == 1.0
+    assert model.fit_report["cutoffs_days_before"] == [1.0, 2.0] and model.fit_report["fitted"]
+    scores = model.score(np.arange(200))
+    scores[long.toarray() > 0] = -np.inf  # masked, as leave-one-out is scored
+    assert (scores.argmax(axis=1) == (starts + 6) % N_ITEMS).mean() >= 0.9
