@@ -104,8 +104,9 @@ class NextPurchaseGBDT(Recommender):
         x = np.vstack(xs) if xs else np.zeros((0, len(FEATURES)), np.float32)
         y = np.concatenate(ys) if ys else np.zeros(0, bool)
         serve = self._rows(events, 0.0, None, text)
-        self.fit_report = {"timed": ages is not None, "horizon": horizon, "cutoffs_days_before": shifts, "training_rows": int(len(y)),
-                           "training_positives": int(y.sum()), "candidates": int(len(serve.users))}
+        self.fit_report = {"timed": ages is not None, "horizon": horizon, "cutoffs_days_before": shifts,
+                           "training_rows": int(len(y)), "training_positives": int(y.sum()),
+                           "candidates": int(len(serve.users))}
         if y.sum() >= MIN_POSITIVES and (~y).sum() >= MIN_POSITIVES:
             trees = HistGradientBoostingClassifier(
                 max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,

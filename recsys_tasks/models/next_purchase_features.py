@@ -43,11 +43,12 @@ class Events:
         """Flatten oldest-first sequences; without ages each event is as many steps old as its place from the end."""
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         users = np.repeat(np.arange(len(sequences), dtype=np.int64), lengths)
-        items = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) if len(sequences) else np.zeros(0, np.int64)
+        items = np.concatenate([np.zeros(0, np.int64), *(np.asarray(s, dtype=np.int64) for s in sequences)])
         if ages is None:
-            age = np.concatenate([np.arange(n, 0, -1, dtype=np.float64) for n in lengths]) if len(lengths) else np.zeros(0)
+            parts = (np.arange(n, 0, -1, dtype=np.float64) for n in lengths)
         else:
-            age = np.concatenate([np.asarray(a, dtype=np.float64) for a in ages]) if len(ages) else np.zeros(0)
+            parts = (np.asarray(a, dtype=np.float64) for a in ages)
+        age = np.concatenate([np.zeros(0), *parts])
         return cls(users, items, age, len(sequences), n_items)
 
     def span_days(self) -> float:
@@ -160,8 +161,8 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
             if n_rel and source is not None:
                 source = np.where(bought, -np.inf, source)
                 top = np.argpartition(-source, n_rel - 1, axis=1)[:, :n_rel]
-                np.put_along_axis(cand, top, np.isfinite(np.take_along_axis(source, top, axis=1)) | 
-                                  np.take_along_axis(cand, top, axis=1), axis=1)
+                keep = np.isfinite(np.take_along_axis(source, top, axis=1)) | np.take_along_axis(cand, top, axis=1)
+                np.put_along_axis(cand, top, keep, axis=1)
         cand[:, popular] = True
         cu, ci = np.nonzero(cand)
         cols = [e_scores[cu, ci], c_scores[cu, ci], np.where(bought[cu, ci], np.nan, rank[cu, ci])]
@@ -182,7 +183,10 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
     key = cu * n_items + ci
     hkey = hu * n_items + hi
     at = np.searchsorted(hkey, key)
-    found = (at < len(hkey)) & (hkey[np.minimum(at, max(len(hkey) - 1, 0))] == key) if len(hkey) else np.zeros(len(key), bool)
+    if len(hkey):
+        found = (at < len(hkey)) & (hkey[np.minimum(at, len(hkey) - 1)] == key)
+    else:
+        found = np.zeros(len(key), bool)
     own = np.full((len(key), 7), np.nan)
     src = at[found]
     n = pairs["n"].to_numpy().astype(float)[src]
