@@ -34,8 +34,8 @@ class NextPurchaseGBDT(Recommender):
 
     def __init__(self, horizon_days: float = 30.0, cutoffs: int = 8, cutoff_step_days: float = 7.0,
                  n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
-                 max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
-                 min_samples_leaf: int = 100, sources: str = ",".join(SOURCES), seed: int = 0) -> None:
+                 max_iter: int = 300, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
+                 min_samples_leaf: int = 50, sources: str = ",".join(SOURCES), seed: int = 0) -> None:
         super().__init__()
         self.horizon_days = horizon_days  # float: the model predicts purchases in the next N days (untimed: next event)
         self.cutoffs = cutoffs  # int: past cut-offs whose next N days (untimed: next event) are the training labels
