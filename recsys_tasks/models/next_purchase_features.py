@@ -68,6 +68,58 @@ def _item_counts(items: np.ndarray, n_items: int, weights=None) -> np.ndarray:
     return np.bincount(items, weights=weights, minlength=n_items).astype(np.float64)
 
 
+def _item_features(i: np.ndarray, age: np.ndarray, hi: np.ndarray, pair_events: np.ndarray, n_items: int,
+                   text: np.ndarray | None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Items: sales by window, trend, how often buyers come back for them, age, likeness to what is rising."""
+    sold = {d: _item_counts(i[age <= d], n_items) for d in (7, 30, 90)}
+    sold_all = _item_counts(i, n_items)
+    buyers = _item_counts(hi, n_items)
+    repeat_share = _item_counts(hi, n_items, (pair_events > 1).astype(float)) / np.maximum(buyers, 1)
+    item_age = np.full(n_items, np.nan)
+    if len(i):
+        oldest = pl.DataFrame({"i": i, "a": age}).group_by("i").agg(pl.col("a").max())
+        item_age[oldest["i"].to_numpy()] = oldest["a"].to_numpy()
+    trend = sold[7] / np.maximum(sold[30], 1)
+    item_cols = [sold[7], sold[30], sold[90], sold_all, trend, sold[7] / np.maximum(sold[90], 1), repeat_share,
+                 buyers, item_age]
+    if text is not None:
+        centre = (sold[7] * trend) @ text
+        item_cols.append(text @ (centre / max(np.linalg.norm(centre), 1e-9)))
+    else:
+        item_cols.append(np.full(n_items, np.nan))
+    return sold, sold_all, np.column_stack(item_cols)
+
+
+def _user_features(u: np.ndarray, age: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+    """Users: how often and how lately they buy, how many distinct items."""
+    user = (pl.DataFrame({"u": u, "a": age}).group_by("u")
+            .agg(pl.len().alias("n"), pl.col("a").min().alias("last"), pl.col("a").max().alias("first")))
+    user_features = np.full((history.shape[0], len(USER_FEATURES)), np.nan)
+    ur = user["u"].to_numpy()
+    n_u, last_u, first_u = (user[c].to_numpy().astype(float) for c in ("n", "last", "first"))
+    user_features[ur, 0], user_features[ur, 1], user_features[ur, 2] = n_u, last_u, first_u
+    user_features[ur, 3] = np.where(n_u > 1, (first_u - last_u) / np.maximum(n_u - 1, 1), np.nan)
+    user_features[:, 4] = np.diff(history.indptr)
+    return user_features
+
+
+def _own_history(pairs: pl.DataFrame, hkey: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The user's own history with each candidate key (user * n_items + item); NaN where there is none."""
+    at = np.searchsorted(hkey, key)
+    if len(hkey):
+        found = (at < len(hkey)) & (hkey[np.minimum(at, len(hkey) - 1)] == key)
+    else:
+        found = np.zeros(len(key), bool)
+    own = np.full((len(key), 7), np.nan)
+    src = at[found]
+    n = pairs["n"].to_numpy().astype(float)[src]
+    last, first = pairs["last"].to_numpy()[src], pairs["first"].to_numpy()[src]
+    cycle = np.where(n > 1, (first - last) / np.maximum(n - 1, 1), np.nan)
+    own[found] = np.column_stack([n, pairs["d30"].to_numpy()[src], pairs["d90"].to_numpy()[src], last, first,
+                                  cycle, last / np.maximum(cycle, 1)])
+    return found, own
+
+
 def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndarray | None, *,
               n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
               sources: tuple[str, ...] = SOURCES, chunk: int = 1024) -> PairRows:
@@ -84,34 +136,9 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
     history = sp.csr_matrix((np.ones(len(hu), np.float32), (hu, hi)), shape=(n_users, n_items))
     decayed = sp.csr_matrix((pairs["d90"].to_numpy().astype(np.float32), (hu, hi)), shape=(n_users, n_items))
 
-    # items: sales by window, trend, how often buyers come back for them
-    sold = {d: _item_counts(i[age <= d], n_items) for d in (7, 30, 90)}
-    sold_all = _item_counts(i, n_items)
-    buyers = _item_counts(hi, n_items)
-    repeat_share = _item_counts(hi, n_items, (pairs["n"].to_numpy() > 1).astype(float)) / np.maximum(buyers, 1)
-    item_age = np.full(n_items, np.nan)
-    if len(i):
-        oldest = pl.DataFrame({"i": i, "a": age}).group_by("i").agg(pl.col("a").max())
-        item_age[oldest["i"].to_numpy()] = oldest["a"].to_numpy()
-    trend = sold[7] / np.maximum(sold[30], 1)
-    item_cols = [sold[7], sold[30], sold[90], sold_all, trend, sold[7] / np.maximum(sold[90], 1), repeat_share,
-                 buyers, item_age]
-    if text is not None:
-        centre = (sold[7] * trend) @ text
-        item_cols.append(text @ (centre / max(np.linalg.norm(centre), 1e-9)))
-    else:
-        item_cols.append(np.full(n_items, np.nan))
-    item_features = np.column_stack(item_cols)
+    sold, sold_all, item_features = _item_features(i, age, hi, pairs["n"].to_numpy(), n_items, text)
 
-    # users: how often and how lately they buy
-    user = (pl.DataFrame({"u": u, "a": age}).group_by("u")
-            .agg(pl.len().alias("n"), pl.col("a").min().alias("last"), pl.col("a").max().alias("first")))
-    user_features = np.full((n_users, len(USER_FEATURES)), np.nan)
-    ur = user["u"].to_numpy()
-    n_u, last_u, first_u = (user[c].to_numpy().astype(float) for c in ("n", "last", "first"))
-    user_features[ur, 0], user_features[ur, 1], user_features[ur, 2] = n_u, last_u, first_u
-    user_features[ur, 3] = np.where(n_u > 1, (first_u - last_u) / np.maximum(n_u - 1, 1), np.nan)
-    user_features[:, 4] = np.diff(history.indptr)
+    user_features = _user_features(u, age, history)
 
     # item-item models on the most sold items (EASE is O(items^2) memory)
     kept = np.sort(np.argsort(-sold_all, kind="stable")[:max_items])
@@ -179,21 +206,8 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
     ci = np.concatenate(blocks_i) if blocks_i else np.zeros(0, np.int64)
     item_item = np.vstack(blocks_pair) if blocks_pair else np.zeros((0, 7))
 
-    # the user's own history with each candidate (NaN where there is none)
     key = cu * n_items + ci
-    hkey = hu * n_items + hi
-    at = np.searchsorted(hkey, key)
-    if len(hkey):
-        found = (at < len(hkey)) & (hkey[np.minimum(at, len(hkey) - 1)] == key)
-    else:
-        found = np.zeros(len(key), bool)
-    own = np.full((len(key), 7), np.nan)
-    src = at[found]
-    n = pairs["n"].to_numpy().astype(float)[src]
-    last, first = pairs["last"].to_numpy()[src], pairs["first"].to_numpy()[src]
-    cycle = np.where(n > 1, (first - last) / np.maximum(n - 1, 1), np.nan)
-    own[found] = np.column_stack([n, pairs["d30"].to_numpy()[src], pairs["d90"].to_numpy()[src], last, first,
-                                  cycle, last / np.maximum(cycle, 1)])
+    found, own = _own_history(pairs, hu * n_items + hi, key)
     features = np.column_stack([found.astype(float), own, item_item, user_features[cu], item_features[ci]])
 
     labels = None
