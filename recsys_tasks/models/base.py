@@ -318,6 +318,15 @@ def dense_rank(*keys: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def overlay_rows(base: np.ndarray, overlay: sp.csr_matrix, user_idx: np.ndarray) -> np.ndarray:
+    """Return one copy of the (n_items,) base row per user, with that user's stored overlay entries written over it."""
+    user_idx = np.atleast_1d(user_idx)
+    scores = np.tile(base, (len(user_idx), 1))
+    rows = overlay[user_idx].tocoo()
+    scores[rows.row, rows.col] = rows.data
+    return scores
+
+
 def user_rows(matrix: sp.csr_matrix, user_idx: np.ndarray) -> sp.csr_matrix:
     """Return the rows of matrix for user_idx, in that order."""
     return matrix[np.asarray(user_idx, dtype=np.int64)]

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_tasks.models.base import Evidence, Recommender, TrainingData, dense_rank
+from recsys_tasks.models.base import Evidence, Recommender, TrainingData, dense_rank, overlay_rows
 from recsys_tasks.models.next_purchase_features import FEATURES, SOURCES, Events, pair_rows
 from recsys_tasks.models.sequences import sequence_ages
 
@@ -136,11 +136,7 @@ class NextPurchaseGBDT(Recommender):
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         self._check_fitted()
-        user_idx = np.atleast_1d(user_idx)
-        scores = np.tile(self.popularity_score, (len(user_idx), 1))
-        cand = self.candidate_score[user_idx].tocoo()
-        scores[cand.row, cand.col] = cand.data
-        return scores
+        return overlay_rows(self.popularity_score, self.candidate_score, user_idx)
 
     def explain(self, user_idx: int, item_idx: np.ndarray) -> list[Evidence]:
         self._check_fitted()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_tasks.models.base import Evidence, Recommender, TrainingData, dense_rank
+from recsys_tasks.models.base import Evidence, Recommender, TrainingData, dense_rank, overlay_rows
 
 
 class Repeat(Recommender):
@@ -53,11 +53,7 @@ class Repeat(Recommender):
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         self._check_fitted()
-        user_idx = np.atleast_1d(user_idx)
-        scores = np.tile(self.popularity_score, (len(user_idx), 1))
-        bought = self.bought_score[user_idx].tocoo()
-        scores[bought.row, bought.col] = bought.data
-        return scores
+        return overlay_rows(self.popularity_score, self.bought_score, user_idx)
 
     def explain(self, user_idx: int, item_idx: np.ndarray) -> list[Evidence]:
         self._check_fitted()
