@@ -27,13 +27,15 @@ import polars as pl
 
 from bench import reference_baselines as rb
 from recsys_tasks.metrics import expected_rank, hit_rate_at_k, ndcg_at_k, ndcg_from_rank, recall_at_k
-from recsys_tasks.models import NextPurchaseGBDT, TrainingData, build_model, top_k
+from recsys_tasks.config import Settings
+from recsys_tasks.models import Blend, NextPurchaseGBDT, TrainingData, build_model, top_k
 
 log = logging.getLogger("bench.quality")
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = Path(os.environ.get("RECSYS_HOME", Path(__file__).resolve().parents[1] / "data")) / "cache" / "bench"
 PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5)  # the teacher's item-item prior weight, picked on validation
 BUY_AGAIN_WEIGHTS = (0.0, 1.0, 2.0, 4.0, 8.0)  # its "buy it again" weight (re-buying shops only), same
+BLEND_WEIGHTS = tuple(float(w) for w in Settings().blend_weights.split(","))  # the nightly pipeline's grid
 COLD_SHARE, COLD_SEED = 0.10, 7  # EVALUATION.md: 10% of the items drawn with a fixed seed
 
 # Chosen on the validation splits (bench/README.md has the runs); CPU budgets: minutes, not hours.
@@ -179,6 +181,25 @@ def fit_language_models(protocol: str, data: TrainingData, pick_on=None, weights
     return teacher, student, fits
 
 
+def blend_records(dataset: str, split: str, fitted: dict, records: list[dict], evaluate, chosen: dict) -> list[dict]:
+    """The nightly blend: on valid, the two best of `fitted` at each of BLEND_WEIGHTS, the best weight kept in
+    chosen[dataset]; on test (or cold), that recipe. evaluate(name, model) returns the records of a model."""
+    track, metric = SELECTION[dataset]
+    if split == "valid":
+        scores = {r["model"]: r["value"] for r in records if r["split"] == "valid" and r["track"] == track
+                  and r["metric"] == metric and r["model"] in fitted}
+        parts = sorted(scores, key=lambda m: -scores[m])[:2]
+        tried = {w: evaluate("blend", Blend.of([fitted[p] for p in parts], [w, 1.0 - w])) for w in BLEND_WEIGHTS}
+        on_valid = {w: value(rows, track=track, metric=metric) for w, rows in tried.items()}
+        weight = max(on_valid, key=lambda w: (on_valid[w], w))
+        chosen[dataset] = {"parts": parts, "weight": weight, "valid": {f"{w:g}": round(v, 4) for w, v in on_valid.items()}}
+        rows = tried[weight]
+    else:
+        recipe = chosen[dataset]
+        rows = evaluate("blend", Blend.of([fitted[p] for p in recipe["parts"]], [recipe["weight"], 1 - recipe["weight"]]))
+    return [{**r, "blend": chosen[dataset]} for r in rows]
+
+
 def protocol_a(datasets: Path, text: str, tune_seconds: float, prior: dict) -> list[dict]:
     """Teacher and student on amazon-scientific, leave-one-out, valid (masked) and test (masked, unmasked)."""
     sequences, n_items = rb.scientific_sequences(datasets)
@@ -202,6 +223,12 @@ def protocol_a(datasets: Path, text: str, tune_seconds: float, prior: dict) -> l
         gbdt = NextPurchaseGBDT(**GBDT["A"]).fit(data)
         records += [{**r, "fit": gbdt.fit_report} for r in
                     rank_records("amazon-scientific", "A", split, "gbdt", gbdt, data, targets, tracks, rb.SCIENTIFIC_K)]
+
+        def evaluate(name, model, split=split, data=data, targets=targets, tracks=tracks):
+            return rank_records("amazon-scientific", "A", split, name, model, data, targets, tracks, rb.SCIENTIFIC_K)
+
+        records += blend_records("amazon-scientific", split, {"teacher": teacher, "student": student, "gbdt": gbdt},
+                                 records, evaluate, prior.setdefault("blend", {}))
     return records
 
 
@@ -241,6 +268,14 @@ def protocol_a_cold(datasets: Path, text: str, tune_seconds: float, prior: dict)
         rows = rank_records("amazon-scientific", "A", "test", name, model, data, targets[users], ("masked",),
                             rb.SCIENTIFIC_K, users=users)
         records += [{**r, "track": "cold", "n_cold_items": int(len(cold))} for r in rows]
+    if "amazon-scientific" in prior.get("blend", {}):  # the blend protocol A chose on validation
+
+        def evaluate(name, model):
+            return rank_records("amazon-scientific", "A", "test", name, model, data, targets[users], ("masked",),
+                                rb.SCIENTIFIC_K, users=users)
+
+        records += [{**r, "track": "cold", "n_cold_items": int(len(cold))}
+                    for r in blend_records("amazon-scientific", "test", models, [], evaluate, prior["blend"])]
     # chance: the target anywhere in a random order of the items left after masking the history
     left = n_items - np.asarray((data.interactions[users] > 0).sum(axis=1)).ravel()
     discount = (1.0 / np.log2(np.arange(rb.SCIENTIFIC_K) + 2)).sum()
@@ -326,6 +361,9 @@ def protocol_b(datasets: Path, text: str, tune_seconds: float, prior: dict) -> l
                         for r in retail_records(s, name, model, split)]
         gbdt = NextPurchaseGBDT(**GBDT["B"]).fit(s.data)
         records += [{**r, "fit": gbdt.fit_report} for r in retail_records(s, "gbdt", gbdt, split)]
+        records += blend_records("online-retail", split, {"teacher": teacher, "student": student, "gbdt": gbdt},
+                                 records, lambda name, model, s=s, split=split: retail_records(s, name, model, split),
+                                 prior.setdefault("blend", {}))
     return records
 
 
@@ -377,17 +415,21 @@ def protocol_d(datasets: Path, text: str, tune_seconds: float, prior: dict) -> l
 
         pick = (np.arange(data.n_users), on_valid) if split == "valid" else None
 
-        for name, factory in rb.MODELS_A.items():
-            records += rank_records("amazon-all-beauty", "D", split, name, factory().fit(data), data, targets,
-                                    tracks, 10)
+        def evaluate(name, model, split=split, data=data, targets=targets, tracks=tracks):
+            return rank_records("amazon-all-beauty", "D", split, name, model, data, targets, tracks, 10)
+
+        fitted = {name: factory().fit(data) for name, factory in rb.MODELS_A.items()}
+        for name, model in fitted.items():
+            records += evaluate(name, model)
         teacher, student, _ = fit_language_models("D", data, pick, prior.get("D", (0.0, 0.0)))
         prior["D"] = (teacher.prior_weight, teacher.buy_again_weight)
         for name, model in (("teacher", teacher), ("student", student)):
             records += [{**r, "weights": [teacher.prior_weight, teacher.buy_again_weight]}
                         for r in rank_records("amazon-all-beauty", "D", split, name, model, data, targets, tracks, 10)]
         gbdt = NextPurchaseGBDT(**GBDT["D"]).fit(data)
-        records += [{**r, "fit": gbdt.fit_report}
-                    for r in rank_records("amazon-all-beauty", "D", split, "gbdt", gbdt, data, targets, tracks, 10)]
+        records += [{**r, "fit": gbdt.fit_report} for r in evaluate("gbdt", gbdt)]
+        fitted.update(teacher=teacher, student=student, gbdt=gbdt)
+        records += blend_records("amazon-all-beauty", split, fitted, records, evaluate, prior.setdefault("blend", {}))
     return records
 
 
@@ -460,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         reproduced = all(r["status"] != "MISMATCH" for r in rows)
         records += [{k: r[k] for k in ("dataset", "protocol", "split", "track", "model", "metric", "k", "value",
                                        "n_users")} | {"reference": r["reference"], "status": r["status"]} for r in rows]
-    prior: dict[str, tuple] = {}  # protocol -> the (prior, buy-again) weights validation chose
+    prior: dict = {}  # protocol -> the (prior, buy-again) weights validation chose; "blend" -> dataset -> recipe
     for key, fn in (("A", protocol_a), ("cold", protocol_a_cold), ("B", protocol_b), ("D", protocol_d)):
         if key in only:
             part = time.perf_counter()

@@ -44,6 +44,8 @@ class Settings:
     gbdt_horizon_days: float = 30.0  # float: the gbdt model predicts the purchases of the next N days
     gbdt_cutoffs: int = 4  # int: past cut-offs (a week apart) whose next N days the gbdt model learns from
     gbdt_sources: str = "ease"  # str: gbdt candidates beyond own items: ease, next, text (all three: 2x the time)
+    blend_weights: str = "0.1,0.3,0.5,0.7,0.9"  # str: weights of the best candidate tried in a blend with the
+    # second best on the holdout (log-probabilities added; served only when it beats both); "" never blends
     encoder_batch_size: int = 128  # int: items per MiniLM forward pass
     history_embedding_items: int = 20  # int: last N items averaged into a user's history embedding
     weight_view: float = 1.0  # float: interaction weight of a view

@@ -15,7 +15,7 @@ import polars as pl
 from recsys_tasks import metrics
 from recsys_tasks.build import build_interactions, end_of
 from recsys_tasks.config import Settings
-from recsys_tasks.models import build_model, load_model
+from recsys_tasks.models import Blend, build_model, load_model
 from recsys_tasks.models.topk import top_k
 from recsys_tasks.runlog import code_version
 from recsys_tasks.training_data import item_inputs, load_training_data, seen_mask, target_event_type
@@ -111,9 +111,10 @@ def model_dir(settings: Settings, ds: date, kind: str, name: str) -> Path:
 
 
 def _fit_and_save(settings: Settings, name: str, data, target: Path, manifest: dict,
-                  fitted: dict | None = None) -> dict:
+                  fitted: dict | None = None, params: dict | None = None) -> dict:
     started = time.perf_counter()
-    model = build_model(name, **model_params(settings, name))
+    params = model_params(settings, name) if params is None else params
+    model = build_model(name, **params)
     if name == "student" and fitted and "teacher" in fitted:
         model.with_teacher(fitted["teacher"])  # distil tonight's teacher instead of fitting a second one
     model.fit(data)
@@ -124,7 +125,7 @@ def _fit_and_save(settings: Settings, name: str, data, target: Path, manifest: d
         shutil.rmtree(target)
     target.mkdir(parents=True)
     model.save(target)
-    info = {**manifest, "model": name, "params": model_params(settings, name), "fit_seconds": round(took, 3),
+    info = {**manifest, "model": name, "params": params, "fit_seconds": round(took, 3),
             "scale_limits": model.scale_limits, "n_users": len(data.users), "n_items": len(data.items),
             "code_version": code_version(), "created_at": datetime.now(timezone.utc).isoformat()}
     if getattr(model, "fit_report", None):
@@ -198,6 +199,8 @@ def evaluate(settings: Settings, ds: date, run_id: str) -> dict:
             model = load_model(model_dir(settings, ds, "candidates", name))
             for row in (score_tracks(model, users, targets, history, settings.eval_k) if len(users) else []):
                 records.append({"model": name, **row})
+        blend_rows, blend = try_blend(settings, ds, records, users, targets, history)
+        records += blend_rows
         served, why = choose(records, settings)
         frame = pl.DataFrame(
             [{"ds": ds, "model": r["model"], "split": "holdout", "track": r["track"], "metric": r["metric"],
@@ -214,7 +217,7 @@ def evaluate(settings: Settings, ds: date, run_id: str) -> dict:
         con.unregister("eval_rows")
         con.execute("COMMIT")
     choice = {"served_model": served, "reason": why, "target_event_type": event_type,
-              "holdout_users": int(len(users))}
+              "holdout_users": int(len(users)), **({"blend": blend} if blend else {})}
     path = settings.models_dir / ds.isoformat() / "choice.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(choice, indent=2))
@@ -222,14 +225,46 @@ def evaluate(settings: Settings, ds: date, run_id: str) -> dict:
     return {"offline_eval": frame.height, "holdout_users": int(len(users))}
 
 
+def _selection_scores(records: list[dict], settings: Settings) -> dict[str, float]:
+    return {r["model"]: r["value"] for r in records
+            if r["track"] == "all" and r["metric"] == settings.selection_metric}
+
+
+def try_blend(settings: Settings, ds: date, records: list[dict], users: np.ndarray, targets: list[set[int]],
+              history) -> tuple[list[dict], dict | None]:
+    """Blend the two best candidates at each of settings.blend_weights on the holdout; return the best weight's
+    rows (model "blend") and its recipe, and save that blend beside the candidates. No blend: ([], None)."""
+    weights = [float(w) for w in settings.blend_weights.split(",") if w.strip()]
+    scores = _selection_scores(records, settings)
+    if not weights or len(scores) < 2 or not len(users):
+        return [], None
+    best, second = sorted(scores, key=lambda m: (-scores[m], settings.models.index(m)))[:2]
+    parts = [load_model(model_dir(settings, ds, "candidates", name)) for name in (best, second)]
+    tried = {w: score_tracks(Blend.of(parts, [w, 1.0 - w]), users, targets, history, settings.eval_k)
+             for w in weights}
+    metric = {w: _selection_scores([{"model": "blend", **r} for r in rows], settings)["blend"]
+              for w, rows in tried.items()}
+    weight = max(weights, key=lambda w: (metric[w], w))  # ties: more weight on the best single model
+    blend = Blend.of(parts, [weight, 1.0 - weight])
+    target = model_dir(settings, ds, "candidates", Blend.name)
+    if target.exists():
+        shutil.rmtree(target)
+    blend.save(target)
+    recipe = {"parts": [best, second], "weights": blend.weights,
+              "tried": {f"{w:g}": round(v, 4) for w, v in metric.items()}}
+    log.info("blend of %s and %s on the holdout: %s", best, second, recipe["tried"])
+    return [{"model": Blend.name, **r} for r in tried[weight]], recipe
+
+
 def choose(records: list[dict], settings: Settings) -> tuple[str, str]:
-    """Return the model with the best selection metric on the all track, and why (ties: listed order)."""
-    scores = {r["model"]: r["value"] for r in records
-              if r["track"] == "all" and r["metric"] == settings.selection_metric}
+    """Return the model with the best selection metric on the all track, and why (ties: listed order, the blend
+    last, so it is served only when it beats every single model)."""
+    scores = _selection_scores(records, settings)
     if not scores:
         fallback = "popularity" if "popularity" in settings.models else settings.models[0]
         return fallback, "no holdout users to compare models on; serving the simplest candidate"
-    best = max(settings.models, key=lambda m: (scores.get(m, -1.0), -settings.models.index(m)))
+    names = [*settings.models, *([Blend.name] if Blend.name in scores else [])]
+    best = max(names, key=lambda m: (scores.get(m, -1.0), -names.index(m)))
     return best, f"best {settings.selection_metric}@{settings.eval_k} on the all track: {scores[best]:.4f}"
 
 
@@ -247,14 +282,19 @@ def train_served(settings: Settings, ds: date, run_id: str) -> dict:
         evals = con.execute("SELECT track, metric, value FROM metrics.offline_eval WHERE ds = ? AND model = ?",
                             [ds, name]).fetchall()
         window = first_row(con, "SELECT min(dt), max(dt) FROM staging.events")
-        texts = item_inputs(con, ds, data.items).texts if name in LANGUAGE_MODELS else None
+        parts = choice["blend"]["parts"] if name == Blend.name else [name]
+        texts = item_inputs(con, ds, data.items).texts if set(parts) & set(LANGUAGE_MODELS) else None
     manifest = {"ds": ds, "data_from": window[0], "data_until": window[1], "choice": choice,
                 "holdout_metrics": [dict(zip(("track", "metric", "value"), e)) for e in evals],
                 "text_encoder": language_text(settings, ds, data, texts, tune=False)}
     target = model_dir(settings, ds, "served", name)
     if target.parent.exists():
         shutil.rmtree(target.parent)  # a re-run of the day replaces its served model
-    _fit_and_save(settings, name, data, target, manifest)
+    params = None
+    if name == Blend.name:  # refit both parts on all the data, with the weight the holdout chose
+        params = {"parts": [[part, model_params(settings, part)] for part in parts],
+                  "weights": choice["blend"]["weights"]}
+    _fit_and_save(settings, name, data, target, manifest, params=params)
     return {"served_model_users": len(data.users), "served_model_items": len(data.items)}
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from recsys_tasks.models.base import Evidence, Recommender, TrainingData
+from recsys_tasks.models.blend import Blend
 from recsys_tasks.models.ease import EASE
 from recsys_tasks.models.itemknn import ItemKNN
 from recsys_tasks.models.next_purchase import NextPurchaseGBDT
@@ -24,15 +25,21 @@ LANGUAGE_MODELS: dict[str, str] = {
 }
 
 
+# Made of other models, never a candidate by itself: the nightly evaluation builds it from the best two.
+COMBINED: dict[str, type[Recommender]] = {Blend.name: Blend}
+
+
 def model_names() -> list[str]:
     """Return every registry name: the baselines, then the language-model models."""
     return [*MODELS, *LANGUAGE_MODELS]
 
 
 def model_class(name: str) -> type[Recommender]:
-    """Return the class behind a registry name."""
+    """Return the class behind a registry name (or a combined model's)."""
     if name in MODELS:
         return MODELS[name]
+    if name in COMBINED:
+        return COMBINED[name]
     if name in LANGUAGE_MODELS:
         module, cls = LANGUAGE_MODELS[name].split(":")
         return getattr(importlib.import_module(module), cls)
@@ -47,12 +54,14 @@ def build_model(name: str, **params) -> Recommender:
 def load_model(directory: Path) -> Recommender:
     """Return the model saved in directory, whatever its kind."""
     name = json.loads((Path(directory) / "model.json").read_text())["name"]
-    if name not in model_names():
+    if name not in model_names() and name not in COMBINED:
         raise ValueError(f"{directory} holds an unknown model {name!r}")
     return model_class(name).load(directory)
 
 
 __all__ = [
+    "COMBINED",
+    "Blend",
     "EASE",
     "LANGUAGE_MODELS",
     "MODELS",

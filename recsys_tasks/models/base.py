@@ -227,6 +227,13 @@ class Recommender(ABC):
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         """Return a new (len(user_idx), n_items) float32 array; -inf where the model cannot rank an item."""
 
+    def log_scores(self, user_idx: np.ndarray) -> np.ndarray:
+        """Return the scores as log-probabilities over the catalogue: a log-softmax of each row (-inf stays -inf).
+
+        Models whose scores are calibrated probabilities override it; a Blend adds these up across models.
+        """
+        return log_softmax_rows(self.score(user_idx))
+
     @abstractmethod
     def explain(self, user_idx: int, item_idx: np.ndarray) -> list[Evidence]:
         """Return one Evidence per item of item_idx for user row user_idx."""
@@ -325,6 +332,17 @@ def overlay_rows(base: np.ndarray, overlay: sp.csr_matrix, user_idx: np.ndarray)
     rows = overlay[user_idx].tocoo()
     scores[rows.row, rows.col] = rows.data
     return scores
+
+
+def log_softmax_rows(scores: np.ndarray) -> np.ndarray:
+    """Return the float32 log-softmax of each row; -inf entries stay -inf, a row without a finite entry all -inf."""
+    scores = np.asarray(scores, dtype=np.float64)
+    finite = np.isfinite(scores)
+    top = np.where(finite, scores, -np.inf).max(axis=1, keepdims=True, initial=-np.inf)
+    top = np.where(np.isfinite(top), top, 0.0)
+    shifted = np.where(finite, scores - top, -np.inf)
+    norm = np.log(np.maximum(np.exp(shifted).sum(axis=1, keepdims=True), 1e-300))
+    return (shifted - norm).astype(np.float32)
 
 
 def user_rows(matrix: sp.csr_matrix, user_idx: np.ndarray) -> sp.csr_matrix:

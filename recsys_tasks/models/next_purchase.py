@@ -138,6 +138,16 @@ class NextPurchaseGBDT(Recommender):
         self._check_fitted()
         return overlay_rows(self.popularity_score, self.candidate_score, user_idx)
 
+    def log_scores(self, user_idx: np.ndarray) -> np.ndarray:
+        """Return log purchase probabilities: the trees' own on candidates; every other item one nat below the
+        user's least likely candidate, in popularity order, so another model in a blend can still lift it."""
+        scores = self.score(user_idx).astype(np.float64)
+        candidate = scores >= 1.0
+        logp = np.log(np.clip(scores - 1.0, 1e-9, None))
+        floor = np.where(candidate, logp, np.inf).min(axis=1, keepdims=True, initial=np.inf)
+        floor = np.where(np.isfinite(floor), floor, np.log(1e-9))
+        return np.where(candidate, logp, floor - 1.0 - (1.0 - scores)).astype(np.float32)
+
     def explain(self, user_idx: int, item_idx: np.ndarray) -> list[Evidence]:
         self._check_fitted()
         history = self.history

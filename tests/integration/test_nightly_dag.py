@@ -89,7 +89,8 @@ def test_because_reasons_cite_an_item_from_the_users_history(shop):
 def test_model_choice_is_recorded_and_unknown_users_get_default_lists(shop):
     with analytics(shop["home"]) as con:
         models = {r[0] for r in con.execute("SELECT DISTINCT model FROM metrics.offline_eval WHERE ds = ?", [D]).fetchall()}
-        assert models == {"popularity", "segment_popularity", "repeat", "itemknn", "ease", "gbdt", "teacher", "student"}
+        assert models == {"popularity", "segment_popularity", "repeat", "itemknn", "ease", "gbdt", "teacher", "student",
+                          "blend"}
         served = con.execute("SELECT DISTINCT model FROM metrics.offline_eval WHERE ds = ? AND served", [D]).fetchall()
         assert len(served) == 1
         best = con.execute("SELECT model FROM metrics.offline_eval WHERE ds = ? AND track = 'all' AND metric = 'ndcg' "
@@ -102,6 +103,33 @@ def test_model_choice_is_recorded_and_unknown_users_get_default_lists(shop):
         overall = con.execute("SELECT count(*), count(DISTINCT item_id) FROM recs.default_topk "
                               "WHERE ds = ? AND segment = 'all'", [D]).fetchone()
         assert overall[0] == overall[1] == TOP_K
+
+
+def test_the_two_best_candidates_are_blended_on_the_holdout(shop):
+    import json
+
+    from recsys_tasks.models import Blend, load_model
+
+    night = shop["home"] / "models" / D.isoformat()
+    choice = json.loads((night / "choice.json").read_text())
+    with analytics(shop["home"]) as con:
+        ranked = con.execute("SELECT model, value FROM metrics.offline_eval WHERE ds = ? AND track = 'all' "
+                             "AND metric = 'ndcg' AND model != 'blend' ORDER BY value DESC, model", [D]).fetchall()
+        blend_value = con.execute("SELECT value FROM metrics.offline_eval WHERE ds = ? AND track = 'all' "
+                                  "AND metric = 'ndcg' AND model = 'blend'", [D]).fetchone()[0]
+    recipe = choice["blend"]
+    assert {recipe["parts"][0], recipe["parts"][1]} <= {m for m, _ in ranked}
+    assert dict(ranked)[recipe["parts"][0]] == ranked[0][1] and dict(ranked)[recipe["parts"][1]] == ranked[1][1]
+    assert np.isclose(sum(recipe["weights"]), 1.0) and len(recipe["tried"]) == 5
+    assert np.isclose(blend_value, max(recipe["tried"].values()), atol=1e-4)
+    saved = load_model(night / "candidates" / "blend")
+    assert isinstance(saved, Blend) and [n for n, _ in saved.parts] == recipe["parts"]
+    if choice["served_model"] == "blend":  # refit on all the data, both parts beside it
+        assert blend_value > ranked[0][1]
+        served = load_model(night / "served" / "blend")
+        assert served.weights == recipe["weights"] and len(served.models) == 2
+    else:
+        assert blend_value <= ranked[0][1]
 
 
 def test_language_models_leave_versioned_artefacts(shop):

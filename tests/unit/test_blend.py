@@ -1,0 +1,105 @@
+"""The blend of two models: log-probabilities added with weights, saved with its parts, served only when better."""
+import numpy as np
+import pytest
+
+from recsys_tasks.config import Settings
+from recsys_tasks.models import Blend, build_model, load_model, top_k
+from recsys_tasks.models.base import log_softmax_rows
+from recsys_tasks.training import choose
+from tests.unit.test_next_purchase import N_USERS, SMALL, shop
+
+USERS = np.arange(N_USERS)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return shop()
+
+
+@pytest.fixture(scope="module")
+def parts(data):
+    return {"gbdt": build_model("gbdt", **SMALL).fit(data), "ease": build_model("ease", lam=10.0).fit(data),
+            "repeat": build_model("repeat").fit(data), "popularity": build_model("popularity").fit(data)}
+
+
+def test_log_softmax_rows_are_log_probabilities_and_keep_minus_infinity():
+    scores = np.array([[1.0, 2.0, -np.inf], [-np.inf, -np.inf, -np.inf], [1000.0, 0.0, 999.0]], np.float32)
+    out = log_softmax_rows(scores)
+    assert np.isclose(np.exp(out[0]).sum(), 1.0) and np.isclose(np.exp(out[2]).sum(), 1.0)
+    assert np.isneginf(out[0, 2]) and np.isneginf(out[1]).all() and not np.isnan(out).any()
+    assert np.isclose(out[0, 1] - out[0, 0], 1.0)  # differences of scores survive
+
+
+def test_gbdt_log_scores_are_its_probabilities_with_every_other_item_below(parts):
+    gbdt = parts["gbdt"]
+    scores, logp = gbdt.score(USERS), gbdt.log_scores(USERS)
+    candidate = scores >= 1.0
+    assert np.allclose(logp[candidate], np.log(np.clip(scores[candidate] - 1.0, 1e-9, None)), atol=1e-5)
+    for u in USERS:
+        others = ~candidate[u]
+        if others.any():
+            assert logp[u, others].max() < logp[u, candidate[u]].min()
+            # non-candidates keep their popularity order
+            assert (np.argsort(-logp[u, others], kind="stable") == np.argsort(-scores[u, others], kind="stable")).all()
+
+
+def test_blend_adds_the_weighted_log_probabilities_of_its_parts(parts):
+    blend = Blend.of([parts["gbdt"], parts["ease"]], [3.0, 1.0])
+    assert blend.weights == [0.75, 0.25]
+    expected = 0.75 * parts["gbdt"].log_scores(USERS) + 0.25 * parts["ease"].log_scores(USERS)
+    assert np.allclose(blend.score(USERS), expected, atol=1e-5)
+    # all the weight on one part: that part's own ranking
+    alone = Blend.of([parts["gbdt"], parts["ease"]], [1.0, 0.0])
+    assert (top_k(alone, USERS, 10)[0] == top_k(parts["gbdt"], USERS, 10)[0]).all()
+    # a second part changes the lists
+    assert (top_k(blend, USERS, 10)[0] != top_k(parts["gbdt"], USERS, 10)[0]).any()
+
+
+def test_fitting_a_blend_fits_its_parts_like_fitting_them_alone(data, parts):
+    blend = Blend(parts=[["gbdt", SMALL], ["ease", {"lam": 10.0}]], weights=[0.6, 0.4]).fit(data)
+    same = Blend.of([parts["gbdt"], parts["ease"]], [0.6, 0.4])
+    assert np.allclose(blend.score(USERS), same.score(USERS), atol=1e-5)
+    assert set(blend.fit_report) == {"gbdt", "ease"} and blend.fit_report["gbdt"]["fitted"]
+
+
+def test_save_and_load_round_trip_with_its_parts(tmp_path, data, parts):
+    blend = Blend.of([parts["gbdt"], parts["ease"]], [0.7, 0.3])
+    blend.save(tmp_path / "blend")
+    assert (tmp_path / "blend" / "part-0-gbdt" / "model.json").exists()
+    loaded = load_model(tmp_path / "blend")
+    assert isinstance(loaded, Blend) and loaded.weights == blend.weights
+    assert np.array_equal(loaded.score(USERS), blend.score(USERS))
+    items = np.arange(5)
+    assert loaded.explain(3, items) == blend.explain(3, items)
+
+
+def test_explain_takes_the_heaviest_part_with_a_reason_beyond_popularity(data, parts):
+    blend = Blend.of([parts["popularity"], parts["repeat"]], [0.8, 0.2])
+    user = 0
+    bought = int(data.purchases[user].indices[0])
+    never = int(np.flatnonzero(data.purchases[user].toarray().ravel() == 0)[0])
+    evidence = blend.explain(user, np.array([bought, never]))
+    assert evidence[0].strategy == "repeat" and evidence[0].because_item == bought
+    assert evidence[1].strategy == "popularity"
+
+
+def test_bad_blends_are_refused(data, parts):
+    with pytest.raises(ValueError, match="two parts"):
+        Blend.of([parts["gbdt"]], [1.0])
+    with pytest.raises(ValueError, match="non-negative weight"):
+        Blend.of([parts["gbdt"], parts["ease"]], [1.0, -0.5])
+    other = build_model("popularity").fit(shop(seed=1))
+    other.items = other.items[:-1] + ["not-in-this-shop"]
+    with pytest.raises(ValueError, match="other users or items"):
+        Blend.of([parts["gbdt"], other], [0.5, 0.5])
+
+
+def rows(**values):
+    return [{"model": m, "track": "all", "metric": "ndcg", "value": v} for m, v in values.items()]
+
+
+def test_the_blend_is_served_only_when_it_beats_every_single_model():
+    settings = Settings(models=("popularity", "gbdt", "teacher"))
+    assert choose(rows(popularity=0.1, gbdt=0.3, teacher=0.2, blend=0.31), settings)[0] == "blend"
+    assert choose(rows(popularity=0.1, gbdt=0.3, teacher=0.2, blend=0.3), settings)[0] == "gbdt"  # a tie: single
+    assert choose(rows(popularity=0.1, gbdt=0.3, teacher=0.2), settings)[0] == "gbdt"
