@@ -40,7 +40,8 @@ class Student(SequenceRecommender):
                  distill_top_n: int = 50, distill_weight: float = 4.0, ground_truth_weight: float = 1.0,
                  temperature: float = 1.0, full_softmax_max_items: int = 50_000, negatives: int = 4096,
                  min_item_count: int = 1, time_budget_s: float | None = None, device: str | None = None,
-                 seed: int = 0, user_residual: bool = True, teacher_params: dict | None = None) -> None:
+                 seed: int = 0, user_residual: bool = True, distill_new: bool = True,
+                 teacher_params: dict | None = None) -> None:
         super().__init__()
         self._init_sequence(dim, max_len, id_dropout, repeat_aware, device, seed)
         self.target_window = target_window  # int: each position predicts the distinct items of the next N events
@@ -59,6 +60,7 @@ class Student(SequenceRecommender):
         self.min_item_count = min_item_count  # int: items seen fewer times get no ID embedding (text only)
         self.time_budget_s = time_budget_s  # float | None: wall-clock limit of the student's own training
         self.user_residual = user_residual  # bool: known users get a free vector added to their pooled history
+        self.distill_new = distill_new  # bool: re-buying shops: also the teacher's list without the user's history
         self.teacher_params = dict(teacher_params or {})  # dict: a Teacher fitted here when none is given
         self.user_vectors: np.ndarray | None = None  # (n_users, dim) float32
         self.item_vectors: np.ndarray | None = None  # (n_items, dim) float32, the logit scale folded in
@@ -75,7 +77,8 @@ class Student(SequenceRecommender):
                 "temperature": self.temperature, "full_softmax_max_items": self.full_softmax_max_items,
                 "negatives": self.negatives, "min_item_count": self.min_item_count,
                 "time_budget_s": self.time_budget_s, "device": self.device, "seed": self.seed,
-                "user_residual": self.user_residual, "teacher_params": self.teacher_params}
+                "user_residual": self.user_residual, "distill_new": self.distill_new,
+                "teacher_params": self.teacher_params}
 
     def with_teacher(self, teacher: Teacher) -> "Student":
         """Distil from an already fitted teacher (fitted on the same data) instead of fitting one."""
@@ -109,12 +112,17 @@ class Student(SequenceRecommender):
             torch.nn.init.zeros_(self.net.user_residual.weight)
         seen = None if self.uses_repeats else _history_matrix(sequences, data.n_items)
         top_items, top_scores = self._teacher_lists(teacher, seen)
+        new_lists = None
+        if self.uses_repeats and self.distill_new:
+            # a re-buying user's top-N is mostly their own items: the teacher's order of the items they never
+            # had is taught by a second list, the student's history hidden as on the "new" track
+            new_lists = self._teacher_lists(teacher, _history_matrix(sequences, data.n_items))
         again = None
         if getattr(teacher, "buy_again_weight", 0) > 0 and teacher.bought is not None:
             # the teacher's "buy it again" term covers the whole history: the student learns its own weight for it
             again = teacher.bought
             self.net.again_weight = torch.nn.Parameter(torch.ones(()))
-        kd = _distillation_loss(self, top_items, top_scores, device, generator, again)
+        kd = _distillation_loss(self, top_items, top_scores, device, generator, again, new_lists)
         windows = training_windows(sequences, self.max_len, self.target_window, ages, self.horizon_days)
         batch = batch_size_for(device, self.batch_size, self.cuda_batch_size)
         budget = TimeBudget(self.time_budget_s)
@@ -204,14 +212,24 @@ def _history_matrix(sequences: list[np.ndarray], n_items: int) -> sp.csr_matrix:
     return m
 
 
-def _distillation_loss(student: Student, top_items: np.ndarray, top_scores: np.ndarray, device: torch.device,
-                       generator: torch.Generator, again: sp.csr_matrix | None = None):
-    """Return extra_loss(net, step): the teacher's soft top-N lists against the student's softmax, one user batch."""
-    has_list = np.flatnonzero((top_items >= 0).any(axis=1) & (student.tail_tokens > 0).any(axis=1))
-    weights = np.where(top_items >= 0, top_scores / student.temperature, -np.inf)
+def _soft_targets(top_items: np.ndarray, top_scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Return softmax(score / T) over each row's listed items (0 where the list is padded), float32."""
+    weights = np.where(top_items >= 0, top_scores / temperature, -np.inf)
     with np.errstate(invalid="ignore"):
-        teacher_p = np.exp(weights - weights.max(axis=1, keepdims=True))
-        teacher_p = np.nan_to_num(teacher_p / teacher_p.sum(axis=1, keepdims=True)).astype(np.float32)
+        p = np.exp(weights - weights.max(axis=1, keepdims=True))
+        return np.nan_to_num(p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _distillation_loss(student: Student, top_items: np.ndarray, top_scores: np.ndarray, device: torch.device,
+                       generator: torch.Generator, again: sp.csr_matrix | None = None,
+                       new_lists: tuple[np.ndarray, np.ndarray] | None = None):
+    """Return extra_loss(net, step): the teacher's soft top-N lists against the student's softmax, one user batch.
+
+    new_lists: the teacher's lists without each user's history, learned against the student's softmax with the
+    history hidden (a second term of the same weight)."""
+    has_list = np.flatnonzero((top_items >= 0).any(axis=1) & (student.tail_tokens > 0).any(axis=1))
+    teacher_p = _soft_targets(top_items, top_scores, student.temperature)
+    new_p = _soft_targets(*new_lists, student.temperature) if new_lists is not None else None
     sampled = student.n_items > student.full_softmax_max_items
     batch = batch_size_for(device, student.batch_size, student.cuda_batch_size)
 
@@ -221,8 +239,10 @@ def _distillation_loss(student: Student, top_items: np.ndarray, top_scores: np.n
         pick = has_list[torch.randint(0, len(has_list), (min(batch, len(has_list)),), generator=generator).numpy()]
         tokens, counts, ages = student._tail(pick, device)
         listed = torch.as_tensor(top_items[pick], device=device)
+        listed_new = torch.as_tensor(new_lists[0][pick], device=device) if new_p is not None else None
         if sampled:
-            items, position = sampled_items(student.n_items, tokens, listed, student.negatives, generator, device)
+            wanted = listed if listed_new is None else torch.cat([listed, listed_new], dim=1)
+            items, position = sampled_items(student.n_items, tokens, wanted, student.negatives, generator, device)
         else:
             items, position = all_items(student.n_items, device)
         targets = position[listed + 1]
@@ -231,11 +251,21 @@ def _distillation_loss(student: Student, top_items: np.ndarray, top_scores: np.n
         if again is not None:
             dense = torch.as_tensor(again[pick].toarray(), device=device)
             logits = logits + net.again_weight * (dense if items is None else dense[:, items])
+        rows = torch.arange(len(pick), device=device)
+        last = torch.full_like(rows, tokens.shape[1] - 1)
         if not student.uses_repeats:
-            rows = torch.arange(len(pick), device=device)
-            logits = mask_seen(logits, tokens, position, rows, torch.full_like(rows, tokens.shape[1] - 1), targets)
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(1, targets.clamp(min=0))
-        p = torch.as_tensor(teacher_p[pick], device=device)
-        return -student.distill_weight * (p * torch.where(targets >= 0, logp, torch.zeros_like(logp))).sum(-1).mean()
+            logits = mask_seen(logits, tokens, position, rows, last, targets)
+        total = _soft_cross_entropy(logits, targets, torch.as_tensor(teacher_p[pick], device=device))
+        if listed_new is not None:
+            targets_new = position[listed_new + 1]
+            hidden = mask_seen(logits, tokens, position, rows, last, targets_new)
+            total = total + _soft_cross_entropy(hidden, targets_new, torch.as_tensor(new_p[pick], device=device))
+        return student.distill_weight * total
 
     return loss
+
+
+def _soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Return mean over rows of -sum_j p_j log softmax(logits)[targets_j] (targets -1: padding, skipped)."""
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(1, targets.clamp(min=0))
+    return -(p * torch.where(targets >= 0, logp, torch.zeros_like(logp))).sum(-1).mean()
