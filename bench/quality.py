@@ -192,11 +192,13 @@ def blend_records(dataset: str, split: str, fitted: dict, records: list[dict], e
         tried = {w: evaluate("blend", Blend.of([fitted[p] for p in parts], [w, 1.0 - w])) for w in BLEND_WEIGHTS}
         on_valid = {w: value(rows, track=track, metric=metric) for w, rows in tried.items()}
         weight = max(on_valid, key=lambda w: (on_valid[w], w))
-        chosen[dataset] = {"parts": parts, "weight": weight, "valid": {f"{w:g}": round(v, 4) for w, v in on_valid.items()}}
+        chosen[dataset] = {"parts": parts, "weight": weight,
+                           "valid": {f"{w:g}": round(v, 4) for w, v in on_valid.items()}}
         rows = tried[weight]
     else:
         recipe = chosen[dataset]
-        rows = evaluate("blend", Blend.of([fitted[p] for p in recipe["parts"]], [recipe["weight"], 1 - recipe["weight"]]))
+        weights = [recipe["weight"], 1.0 - recipe["weight"]]
+        rows = evaluate("blend", Blend.of([fitted[p] for p in recipe["parts"]], weights))
     return [{**r, "blend": chosen[dataset]} for r in rows]
 
 

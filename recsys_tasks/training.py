@@ -230,11 +230,23 @@ def _selection_scores(records: list[dict], settings: Settings) -> dict[str, floa
             if r["track"] == "all" and r["metric"] == settings.selection_metric}
 
 
+def blend_grid(settings: Settings) -> list[float]:
+    """Return the weights of the best candidate that try_blend tries, from settings.blend_weights."""
+    try:
+        weights = [float(w) for w in settings.blend_weights.split(",") if w.strip()]
+    except ValueError:
+        raise ValueError(f"blend_weights must be comma-separated numbers, not {settings.blend_weights!r}") from None
+    if any(not 0.0 <= w <= 1.0 for w in weights):
+        raise ValueError(f"blend_weights must lie in [0, 1] (the best candidate's share), "
+                         f"not {settings.blend_weights!r}")
+    return weights
+
+
 def try_blend(settings: Settings, ds: date, records: list[dict], users: np.ndarray, targets: list[set[int]],
               history) -> tuple[list[dict], dict | None]:
     """Blend the two best candidates at each of settings.blend_weights on the holdout; return the best weight's
     rows (model "blend") and its recipe, and save that blend beside the candidates. No blend: ([], None)."""
-    weights = [float(w) for w in settings.blend_weights.split(",") if w.strip()]
+    weights = blend_grid(settings)
     scores = _selection_scores(records, settings)
     if not weights or len(scores) < 2 or not len(users):
         return [], None

@@ -5,7 +5,7 @@ import pytest
 from recsys_tasks.config import Settings
 from recsys_tasks.models import Blend, build_model, load_model, top_k
 from recsys_tasks.models.base import log_softmax_rows
-from recsys_tasks.training import choose
+from recsys_tasks.training import blend_grid, choose
 from tests.unit.test_next_purchase import N_USERS, SMALL, shop
 
 USERS = np.arange(N_USERS)
@@ -103,3 +103,12 @@ def test_the_blend_is_served_only_when_it_beats_every_single_model():
     assert choose(rows(popularity=0.1, gbdt=0.3, teacher=0.2, blend=0.31), settings)[0] == "blend"
     assert choose(rows(popularity=0.1, gbdt=0.3, teacher=0.2, blend=0.3), settings)[0] == "gbdt"  # a tie: single
     assert choose(rows(popularity=0.1, gbdt=0.3, teacher=0.2), settings)[0] == "gbdt"
+
+
+def test_the_weight_grid_comes_from_the_settings_and_bad_values_name_the_setting():
+    assert blend_grid(Settings()) == [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert blend_grid(Settings(blend_weights="")) == []  # never blend
+    with pytest.raises(ValueError, match=r"blend_weights must lie in \[0, 1\]"):
+        blend_grid(Settings(blend_weights="0.5,1.5"))
+    with pytest.raises(ValueError, match="blend_weights must be comma-separated numbers"):
+        blend_grid(Settings(blend_weights="0.5;0.7"))
