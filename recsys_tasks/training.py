@@ -15,7 +15,7 @@ import polars as pl
 from recsys_tasks import metrics
 from recsys_tasks.build import build_interactions, end_of
 from recsys_tasks.config import Settings
-from recsys_tasks.models import Blend, build_model, load_model
+from recsys_tasks.models import Blend, build_distilling, fit_order, load_model
 from recsys_tasks.models.topk import top_k
 from recsys_tasks.runlog import code_version
 from recsys_tasks.training_data import item_inputs, load_training_data, seen_mask, target_event_type
@@ -72,11 +72,6 @@ def model_params(settings: Settings, name: str) -> dict:
     }.get(name, {})
 
 
-def fit_order(models) -> list[str]:
-    """Return the models in fitting order: the teacher before the student that distils it."""
-    return sorted(models, key=lambda m: m == "student")
-
-
 def language_text(settings: Settings, ds: date, data, texts: list[str] | None, tune: bool) -> dict | None:
     """Give data the night's domain-tuned text embeddings when a language model is a candidate; return the report.
 
@@ -114,9 +109,7 @@ def _fit_and_save(settings: Settings, name: str, data, target: Path, manifest: d
                   fitted: dict | None = None, params: dict | None = None) -> dict:
     started = time.perf_counter()
     params = model_params(settings, name) if params is None else params
-    model = build_model(name, **params)
-    if name == "student" and fitted and "teacher" in fitted:
-        model.with_teacher(fitted["teacher"])  # distil tonight's teacher instead of fitting a second one
+    model = build_distilling(name, fitted or {}, **params)  # a student distils tonight's teacher
     model.fit(data)
     if fitted is not None:
         fitted[name] = model

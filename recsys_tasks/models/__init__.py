@@ -51,6 +51,20 @@ def build_model(name: str, **params) -> Recommender:
     return model_class(name)(**params)
 
 
+def fit_order(names) -> list[str]:
+    """Return model names in fitting order: the teacher before the student that distils it."""
+    return sorted(names, key=lambda m: m == "student")
+
+
+def build_distilling(name: str, fitted: dict[str, Recommender], **params) -> Recommender:
+    """Return an unfitted model by registry name; a student distils the teacher in `fitted`, when there is one,
+    instead of fitting a second."""
+    model = build_model(name, **params)
+    if name == "student" and "teacher" in fitted:
+        model.with_teacher(fitted["teacher"])
+    return model
+
+
 def load_model(directory: Path) -> Recommender:
     """Return the model saved in directory, whatever its kind."""
     name = json.loads((Path(directory) / "model.json").read_text())["name"]
@@ -73,7 +87,9 @@ __all__ = [
     "Repeat",
     "SegmentPopularity",
     "TrainingData",
+    "build_distilling",
     "build_model",
+    "fit_order",
     "load_model",
     "model_class",
     "model_names",

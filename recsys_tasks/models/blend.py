@@ -29,6 +29,9 @@ class Blend(Recommender):
         self.parts = [[str(name), dict(params)] for name, params in parts]  # list: [registry name, params] per part
         if len(self.parts) < 2:
             raise ValueError("blend: needs at least two parts")
+        names = [name for name, _ in self.parts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"blend: its parts must be different models, not {names}")
         if len(weights) != len(self.parts) or any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError(f"blend: needs one non-negative weight per part, not {list(weights)}")
         self.weights = [float(w) / float(sum(weights)) for w in weights]  # list: part weights, summing to 1
@@ -50,16 +53,12 @@ class Blend(Recommender):
         return {"parts": self.parts, "weights": self.weights}
 
     def fit(self, data: TrainingData) -> "Blend":
-        from recsys_tasks.models import build_model
+        from recsys_tasks.models import build_distilling, fit_order
 
+        params = dict(self.parts)
         fitted: dict[str, Recommender] = {}
-        order = sorted(range(len(self.parts)), key=lambda i: self.parts[i][0] == "student")  # teacher first
-        for i in order:
-            name, params = self.parts[i]
-            model = build_model(name, **params)
-            if name == "student" and "teacher" in fitted:
-                model.with_teacher(fitted["teacher"])  # distil the blend's own teacher instead of a second one
-            fitted[name] = model.fit(data)
+        for name in fit_order(params):  # a student part distils the blend's own teacher
+            fitted[name] = build_distilling(name, fitted, **params[name]).fit(data)
         self.models = [fitted[name] for name, _ in self.parts]
         self._remember_ids(data)
         return self

@@ -86,6 +86,8 @@ def test_explain_takes_the_heaviest_part_with_a_reason_beyond_popularity(data, p
 def test_bad_blends_are_refused(data, parts):
     with pytest.raises(ValueError, match="two parts"):
         Blend.of([parts["gbdt"]], [1.0])
+    with pytest.raises(ValueError, match="different models"):
+        Blend(parts=[["ease", {"lam": 1.0}], ["ease", {"lam": 100.0}]], weights=[0.5, 0.5])
     with pytest.raises(ValueError, match="non-negative weight"):
         Blend.of([parts["gbdt"], parts["ease"]], [1.0, -0.5])
     other = build_model("popularity").fit(shop(seed=1))
