@@ -249,42 +249,44 @@ def cold_items(n_items: int) -> np.ndarray:
 
 
 def protocol_a_cold(datasets: Path, text: str, tune_seconds: float, prior: dict) -> list[dict]:
-    """Cold-start items: their interactions deleted from training; test users whose target is one of them."""
+    """Cold-start items: their interactions deleted from training; the users whose target is one of them.
+
+    Test as EVALUATION.md says (target = last item); valid the same one step earlier (target = second-to-last
+    item, history before it), where the gbdt's new-item replay share was picked."""
     sequences, n_items = rb.scientific_sequences(datasets)
     cold = cold_items(n_items)
     is_cold = np.zeros(n_items, dtype=bool)
     is_cold[cold] = True
-    # test protocol: target = last item; the model may train on the histories without any cold item
-    histories = [s[:-1][~is_cold[s[:-1]]] for s in sequences]
-    targets = np.asarray([s[-1] for s in sequences])
-    users = np.flatnonzero(is_cold[targets])
-    trimmed = [np.r_[h, 0] for h in histories]  # scientific_split cuts the last element off as the target
-    data, _ = rb.scientific_split(trimmed, n_items, "test")
     texts = scientific_texts(datasets)
-    data.item_text_embedding = _text(text, "amazon-scientific-cold", texts, data, tune_seconds)
     records = []
-    models = {name: factory().fit(data) for name, factory in rb.MODELS_A.items()}
-    teacher, student, _ = fit_language_models("A", data, weights=prior.get("A", (0.0, 0.0)))
-    models.update(teacher=teacher, student=student, gbdt=NextPurchaseGBDT(**GBDT["A"]).fit(data))
-    for name, model in models.items():
-        rows = rank_records("amazon-scientific", "A", "test", name, model, data, targets[users], ("masked",),
-                            rb.SCIENTIFIC_K, users=users)
-        records += [{**r, "track": "cold", "n_cold_items": int(len(cold))} for r in rows]
-    if "amazon-scientific" in prior.get("blend", {}):  # the blend protocol A chose on validation
+    for split, back in (("valid", 2), ("test", 1)):
+        # the model may train on the histories before the target without any cold item
+        histories = [s[:-back][~is_cold[s[:-back]]] for s in sequences]
+        targets = np.asarray([s[-back] for s in sequences])
+        users = np.flatnonzero(is_cold[targets])
+        trimmed = [np.r_[h, 0] for h in histories]  # scientific_split cuts the last element off as the target
+        data, _ = rb.scientific_split(trimmed, n_items, "test")
+        name = "amazon-scientific-cold" + ("-valid" if split == "valid" else "")
+        data.item_text_embedding = _text(text, name, texts, data, tune_seconds)
+        models = {name: factory().fit(data) for name, factory in rb.MODELS_A.items()}
+        teacher, student, _ = fit_language_models("A", data, weights=prior.get("A", (0.0, 0.0)))
+        models.update(teacher=teacher, student=student, gbdt=NextPurchaseGBDT(**GBDT["A"]).fit(data))
 
-        def evaluate(name, model):
-            return rank_records("amazon-scientific", "A", "test", name, model, data, targets[users], ("masked",),
+        def evaluate(name, model, split=split, data=data, targets=targets, users=users):
+            return rank_records("amazon-scientific", "A", split, name, model, data, targets[users], ("masked",),
                                 rb.SCIENTIFIC_K, users=users)
 
-        records += [{**r, "track": "cold", "n_cold_items": int(len(cold))}
-                    for r in blend_records("amazon-scientific", "test", models, [], evaluate, prior["blend"])]
-    # chance: the target anywhere in a random order of the items left after masking the history
-    left = n_items - np.asarray((data.interactions[users] > 0).sum(axis=1)).ravel()
-    discount = (1.0 / np.log2(np.arange(rb.SCIENTIFIC_K) + 2)).sum()
-    for metric, per_user in (("hr", rb.SCIENTIFIC_K / left), ("ndcg", discount / left)):
-        records.append({"dataset": "amazon-scientific", "protocol": "A", "split": "test", "track": "cold",
-                        "model": "chance", "metric": metric, "k": rb.SCIENTIFIC_K, "value": float(np.mean(per_user)),
-                        "n_users": int(len(users))})
+        rows = [r for name, model in models.items() for r in evaluate(name, model)]
+        if "amazon-scientific" in prior.get("blend", {}):  # the blend protocol A chose on (warm) validation
+            rows += blend_records("amazon-scientific", "test", models, [], evaluate, prior["blend"])
+        records += [{**r, "track": "cold", "n_cold_items": int(len(cold))} for r in rows]
+        # chance: the target anywhere in a random order of the items left after masking the history
+        left = n_items - np.asarray((data.interactions[users] > 0).sum(axis=1)).ravel()
+        discount = (1.0 / np.log2(np.arange(rb.SCIENTIFIC_K) + 2)).sum()
+        for metric, per_user in (("hr", rb.SCIENTIFIC_K / left), ("ndcg", discount / left)):
+            records.append({"dataset": "amazon-scientific", "protocol": "A", "split": split, "track": "cold",
+                            "model": "chance", "metric": metric, "k": rb.SCIENTIFIC_K,
+                            "value": float(np.mean(per_user)), "n_users": int(len(users))})
     return records
 
 
@@ -451,7 +453,7 @@ def served_records(records: list[dict]) -> list[dict]:
             continue
         best = max(valid, key=lambda m: valid[m])
         for r in records:
-            if r["dataset"] == dataset and r["model"] == best and r["track"] != "cold":
+            if r["dataset"] == dataset and r["model"] == best:
                 out.append({**{k: r[k] for k in ("dataset", "protocol", "split", "track", "metric", "k", "value",
                                                  "n_users")}, "model": "served", "served_model": best})
     return out

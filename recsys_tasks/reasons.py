@@ -16,6 +16,8 @@ def reason_text(evidence, titles: list[str], bought_row) -> str:
         times = "once" if evidence.count == 1 else f"{evidence.count} times"
         when = f", last {_weeks(evidence.days_since)} ago" if evidence.days_since is not None else ""
         return f"Buy it again: you bought this {times}{when}"
+    if s == "new_item" and evidence.because_item is not None and evidence.because_item >= 0:
+        return new_item_text(titles[evidence.because_item], evidence.because_item in set(bought_row.indices))
     if evidence.because_item is not None and evidence.because_item >= 0:
         return because_text(titles[evidence.because_item], evidence.because_item in set(bought_row.indices))
     if s == "segment_popularity":

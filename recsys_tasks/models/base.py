@@ -193,7 +193,7 @@ class TrainingData:
 class Evidence:
     """Why one item was recommended; the recommend stage turns it into a sentence with titles."""
 
-    strategy: str  # "popularity" | "segment_popularity" | "repeat" | "itemknn" | "ease" | ...
+    strategy: str  # "popularity" | "segment_popularity" | "repeat" | "itemknn" | "ease" | "new_item" | ...
     because_item: int | None = None  # index of the history item that contributed most
     count: int | None = None  # e.g. times bought
     days_since: int | None = None  # e.g. days since last bought

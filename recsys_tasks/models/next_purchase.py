@@ -7,6 +7,12 @@ buying rhythm with the item (counts, decayed counts, cycle, days since last purc
 cosine), the item's sales trend, and the language model's text: the cosine between the item's (tuned) MiniLM
 embedding and the user's purchases, and with what is rising this week. At as_of every candidate of every user is
 scored once; items outside a user's candidates rank below them in recent-popularity order.
+
+New items (cold start): an item nobody bought yet has only its text. At the newest cut-off the model also replays a
+share of the sold items as if they were launched after it (their earlier sales hidden, their later ones the labels),
+so the trees learn how a never-sold item is bought from its text likeness to the user and to what is rising. Items
+never sold at all in the data are left out of the other cut-offs' rows: they would only teach "never bought".
+Every user's candidates include the never-sold items closest to the user's text profile.
 """
 from __future__ import annotations
 
@@ -35,7 +41,8 @@ class NextPurchaseGBDT(Recommender):
     def __init__(self, horizon_days: float = 30.0, cutoffs: int = 8, cutoff_step_days: float = 7.0,
                  n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
                  max_iter: int = 300, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
-                 min_samples_leaf: int = 50, sources: str = ",".join(SOURCES), seed: int = 0) -> None:
+                 min_samples_leaf: int = 50, sources: str = ",".join(SOURCES), new_item_share: float = 0.1,
+                 seed: int = 0) -> None:
         super().__init__()
         self.horizon_days = horizon_days  # float: the model predicts purchases in the next N days (untimed: next event)
         self.cutoffs = cutoffs  # int: past cut-offs whose next N days (untimed: next event) are the training labels
@@ -52,21 +59,53 @@ class NextPurchaseGBDT(Recommender):
         unknown = set(sources.split(",")) - set(SOURCES)
         if unknown:
             raise ValueError(f"gbdt: unknown candidate sources {sorted(unknown)}; expected some of {SOURCES}")
-        self.seed = seed  # int: seed of the trees' binning sample
+        self.new_item_share = new_item_share  # float: share of sold items replayed as new at the newest cut-off
+        self.seed = seed  # int: seed of the trees' binning sample and of the items replayed as new
         self.candidate_score: sp.csr_matrix | None = None  # (n_users, n_items) probability + 1 on candidates
         self.popularity_score: np.ndarray | None = None  # (n_items,) float32 in [0, 1): everything else
         self.history: sp.csr_matrix | None = None  # (n_users, n_items) what each user bought (or did)
+        self.never_sold: np.ndarray | None = None  # (n_items,) bool: no event at all in the training data
+        self.item_text: np.ndarray | None = None  # (n_items, d) float16 unit text vectors, (0, 0) without text
         self.fit_report: dict = {}
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in ("horizon_days", "cutoffs", "cutoff_step_days", "n_related", "n_popular",
                                                "ease_lambda", "max_items", "max_iter", "learning_rate",
-                                               "max_leaf_nodes", "min_samples_leaf", "sources", "seed")}
+                                               "max_leaf_nodes", "min_samples_leaf", "sources", "new_item_share",
+                                               "seed")}
 
-    def _rows(self, events: Events, shift: float, horizon: float | None, text):
+    def _rows(self, events: Events, shift: float, horizon: float | None, text, hidden=None):
         return pair_rows(events, shift, horizon, text, n_related=self.n_related, n_popular=self.n_popular,
                          ease_lambda=self.ease_lambda, max_items=self.max_items,
-                         sources=tuple(self.sources.split(",")))
+                         sources=tuple(self.sources.split(",")), hidden=hidden)
+
+    def _new_item_rows(self, events: Events, shift: float, horizon: float, text):
+        """Rows of sold items replayed as launched after the cut-off: what the trees learn new items from."""
+        sold = np.unique(events.items[events.ages > shift])
+        n = int(round(self.new_item_share * len(sold)))
+        if text is None or n == 0 or not {"text", "new"} & set(self.sources.split(",")):
+            return None
+        hidden = np.zeros(events.n_items, bool)
+        hidden[np.random.default_rng(self.seed).choice(sold, size=n, replace=False)] = True
+        rows = self._rows(events, shift, horizon, text, hidden)
+        keep = hidden[rows.items]
+        return rows.features[keep], rows.labels[keep]
+
+    def _learn(self, x: np.ndarray, y: np.ndarray, serve: np.ndarray) -> np.ndarray | None:
+        """Fit trees on (x, y) and return their purchase probabilities of the serving rows; None with too few
+        bought (or too few not bought) pairs to learn from. Columns without any value become 0 in both arrays."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        if y.sum() < MIN_POSITIVES or (~y).sum() < MIN_POSITIVES:
+            return None
+        trees = HistGradientBoostingClassifier(
+            max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf, l2_regularization=1.0, random_state=self.seed)
+        empty = np.isnan(x).all(axis=0)  # e.g. no text: sklearn cannot bin a column without values (set in place)
+        x[:, empty] = 0.0
+        serve[:, empty] = 0.0
+        trees.fit(x, y)
+        return trees.predict_proba(serve)[:, 1] if len(serve) else np.zeros(0)
 
     def training_shifts(self, span_days: float, timed: bool = True) -> tuple[float, list[float]]:
         """Return the horizon used and the cut-offs (days before as_of) that leave history before them.
@@ -83,8 +122,6 @@ class NextPurchaseGBDT(Recommender):
         return horizon, [s for s in shifts if s < span_days]
 
     def fit(self, data: TrainingData) -> "NextPurchaseGBDT":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
         if data.user_sequences is None:
             raise ValueError("gbdt needs event sequences (TrainingData.user_sequences, with their ages when timed)")
         ages = sequence_ages(data)
@@ -97,39 +134,44 @@ class NextPurchaseGBDT(Recommender):
             text = text / np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-9)
         horizon, shifts = self.training_shifts(events.span_days(), timed=ages is not None)
         xs, ys = [], []
+        ever_sold = np.bincount(events.items, minlength=events.n_items) > 0
         for shift in shifts:
             rows = self._rows(events, shift, horizon, text)
-            xs.append(rows.features)
-            ys.append(rows.labels)
+            keep = ever_sold[rows.items]  # an item never sold at all teaches nothing about new items' sales
+            xs.append(rows.features[keep])
+            ys.append(rows.labels[keep])
         x = np.vstack(xs) if xs else np.zeros((0, len(FEATURES)), np.float32)
         y = np.concatenate(ys) if ys else np.zeros(0, bool)
         serve = self._rows(events, 0.0, None, text)
         self.fit_report = {"timed": ages is not None, "horizon": horizon, "cutoffs_days_before": shifts,
                            "training_rows": int(len(y)), "training_positives": int(y.sum()),
                            "candidates": int(len(serve.users))}
-        if y.sum() >= MIN_POSITIVES and (~y).sum() >= MIN_POSITIVES:
-            trees = HistGradientBoostingClassifier(
-                max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
-                min_samples_leaf=self.min_samples_leaf, l2_regularization=1.0, random_state=self.seed)
-            empty = np.isnan(x).all(axis=0)  # e.g. no text: sklearn cannot bin a column without values
-            x[:, empty] = 0.0
-            serve.features[:, empty] = 0.0
-            trees.fit(x, y)
-            probability = trees.predict_proba(serve.features)[:, 1] if len(serve.users) else np.zeros(0)
-            self.fit_report["fitted"] = True
-        else:
+        probability = self._learn(x, y, serve.features)
+        self.fit_report["fitted"] = probability is not None
+        if probability is None:
             # too young a shop: the user's own decayed purchases, then the item-item evidence
             f = {name: serve.features[:, k] for k, name in enumerate(FEATURES)}
             probability = (np.nan_to_num(f["decayed_90d"]) + 1e-3 * np.nan_to_num(f["ease"], nan=-1e3)) / 1e3
             probability = (dense_rank(probability) + 1) / (len(probability) + 1)
-            self.fit_report["fitted"] = False
             log.info("gbdt: %d positive pairs < %d, scores by decayed purchases instead", int(y.sum()), MIN_POSITIVES)
+        new = ~ever_sold[serve.items]
+        replay = (self._new_item_rows(events, shifts[0], horizon, text)
+                  if shifts and new.any() and self.fit_report["fitted"] else None)
+        if replay is not None:
+            # new items get their own trees, learned on the replay only: the warm trees stay as they were
+            new_probability = self._learn(*replay, serve.features[new])
+            self.fit_report.update(new_item_rows=int(len(replay[1])), new_item_positives=int(replay[1].sum()),
+                                   new_item_candidates=int(new.sum()), new_item_fitted=new_probability is not None)
+            if new_probability is not None:
+                probability[new] = new_probability
         self.candidate_score = sp.csr_matrix(
             (np.asarray(probability, np.float32) + 1.0, (serve.users, serve.items)), shape=(data.n_users, data.n_items))
         self.candidate_score.sum_duplicates()
         rank = dense_rank(np.asarray(data.recent_popularity, dtype=np.float64))
         self.popularity_score = (rank / (rank.max(initial=0) + 1)).astype(np.float32)
         self.history = data.purchases if data.purchases.nnz else data.interactions
+        self.never_sold = ~ever_sold
+        self.item_text = text.astype(np.float16) if text is not None else np.zeros((0, 0), np.float16)
         self.fit_report["fit_seconds"] = round(time.perf_counter() - started, 1)
         log.info("gbdt: %s", self.fit_report)
         return self
@@ -150,21 +192,27 @@ class NextPurchaseGBDT(Recommender):
 
     def explain(self, user_idx: int, item_idx: np.ndarray) -> list[Evidence]:
         self._check_fitted()
-        history = self.history
+        own = self.history[user_idx]
         out = []
         for item in np.atleast_1d(item_idx):
-            count = float(history[user_idx, item]) if history is not None else 0.0
+            count = float(own[0, item])
             if count > 0:
                 out.append(Evidence("repeat", because_item=int(item), count=int(round(count))))
+            elif self.never_sold is not None and self.never_sold[item] and self.item_text.size and own.nnz:
+                likeness = self.item_text[own.indices].astype(np.float32) @ self.item_text[item].astype(np.float32)
+                near = own.indices[np.argmax(likeness)]
+                out.append(Evidence("new_item", because_item=int(near)))
             else:
                 out.append(Evidence("popularity"))
         return out
 
     def _state(self) -> dict:
         return {"candidate_score": self.candidate_score, "popularity_score": self.popularity_score,
-                "history": self.history}
+                "history": self.history, "never_sold": self.never_sold, "item_text": self.item_text}
 
     def _set_state(self, state: dict) -> None:
         self.candidate_score = state["candidate_score"]
         self.popularity_score = state["popularity_score"]
         self.history = state["history"]
+        self.never_sold = state.get("never_sold")  # absent from artefacts written before new items were scored
+        self.item_text = state.get("item_text", np.zeros((0, 0), np.float16))

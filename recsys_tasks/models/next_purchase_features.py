@@ -5,8 +5,9 @@ cut-off), so the same code builds training rows at past cut-offs (labels: the ev
 serving rows at as_of (shift 0). Ages are days when the events have time stamps, else steps: the newest event of a
 user is 1 step old, so shift 1 / horizon 1 holds out each user's last event (leave-one-out).
 Candidates per user: every item of the user's history, then, among the items not in it, the top `n_related` of
-each of: an EASE item-item model, what other shoppers took right after the user's last item, and the items whose
-text is closest to the last item's; plus the `n_popular` items most bought in the last 30 (days or steps).
+each of: an EASE item-item model, what other shoppers took right after the user's last item, the items whose
+text is closest to the last item's, and the never-sold items whose text is closest to the user's profile (new
+items); plus the `n_popular` items most bought in the last 30 (days or steps).
 Missing values (no history with an item, no text) are NaN, which the trees route themselves.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ USER_FEATURES = ("user_events", "user_last_age", "user_first_age", "user_gap_day
 ITEM_FEATURES = ("sold_7d", "sold_30d", "sold_90d", "sold_all", "trend_7_30", "trend_7_90", "repeat_share",
                  "buyers", "item_age", "text_trend")
 FEATURES = PAIR_FEATURES + USER_FEATURES + ITEM_FEATURES
-SOURCES = ("ease", "next", "text")  # where candidates beyond the user's own items come from
+SOURCES = ("ease", "next", "text", "new")  # where candidates beyond the user's own items come from
 
 
 @dataclass
@@ -122,9 +123,15 @@ def _own_history(pairs: pl.DataFrame, hkey: np.ndarray, key: np.ndarray) -> tupl
 
 def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndarray | None, *,
               n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
-              sources: tuple[str, ...] = SOURCES, chunk: int = 1024) -> PairRows:
-    """Return the candidate pairs and features of the cut-off `shift` days before as_of (labels when horizon)."""
+              sources: tuple[str, ...] = SOURCES, hidden: np.ndarray | None = None, chunk: int = 1024) -> PairRows:
+    """Return the candidate pairs and features of the cut-off `shift` days before as_of (labels when horizon).
+
+    hidden: (n_items,) bool, items treated as launched after the cut-off: their events before it are dropped (their
+    later ones still label), so the rows show how a never-sold item with only its text is bought.
+    """
     seen = events.ages > shift
+    if hidden is not None:
+        seen &= ~hidden[events.items]
     u, i, age = events.users[seen], events.items[seen], events.ages[seen] - shift
     n_users, n_items = events.n_users, events.n_items
     pairs = (pl.DataFrame({"u": u, "i": i, "a": age})
@@ -162,6 +169,7 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
     last_item[u[ends]] = i[ends]
     prev = np.maximum(ends - 1, 0)
     second_last[u[ends]] = np.where((ends > 0) & (u[prev] == u[ends]), i[prev], i[ends])
+    never_sold = sold_all == 0
     if text is not None:
         profile = decayed @ text
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)
@@ -183,8 +191,11 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
         text_last = text[last_item[rows]] @ text.T if text is not None else None
         cand = bought.copy()
         n_rel = min(n_related, n_items)
-        offered = {"ease": unseen, "next": np.where(next_scores > 0, next_scores, -np.inf), "text": text_last}
-        for source in (offered[name] for name in sources):
+        offered = {"ease": unseen, "next": np.where(next_scores > 0, next_scores, -np.inf), "text": text_last,
+                   "new": (np.where(never_sold, profile[rows] @ text.T, -np.inf)
+                           if text is not None and never_sold.any() else None)}
+        for name in sources:
+            source = offered[name]
             if n_rel and source is not None:
                 source = np.where(bought, -np.inf, source)
                 top = np.argpartition(-source, n_rel - 1, axis=1)[:, :n_rel]

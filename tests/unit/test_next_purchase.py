@@ -132,3 +132,68 @@ def test_without_time_stamps_it_learns_the_next_step_leave_one_out():
     scores = model.score(np.arange(200))
     scores[long.toarray() > 0] = -np.inf  # masked, as leave-one-out is scored
     assert (scores.argmax(axis=1) == (starts + 6) % N_ITEMS).mean() >= 0.9
+
+
+def clustered_shop(seed: int = 0) -> TimedTrainingData:
+    """Three families of items whose texts lie apart; every user buys within one family. The last two items of
+    each family were never sold (new in the catalogue)."""
+    rng = np.random.default_rng(seed)
+    families, per_family, n_users = 3, 10, 90
+    centres = rng.normal(size=(families, 16)) * 3
+    text = (np.repeat(centres, per_family, axis=0) + rng.normal(size=(families * per_family, 16))).astype(np.float32)
+    sequences, ages = [], []
+    for u in range(n_users):
+        family = u % families
+        ages_u = np.sort(rng.uniform(0.5, 150.0, size=14))[::-1]  # oldest first
+        sequences.append(family * per_family + rng.integers(0, per_family - 2, size=14))
+        ages.append(ages_u.astype(np.float32))
+    n_items = families * per_family
+    purchases = sp.csr_matrix((np.ones(14 * n_users, np.float32), (np.repeat(np.arange(n_users), 14),
+                                                                    np.concatenate(sequences))), shape=(n_users, n_items))
+    return TimedTrainingData(
+        users=[f"u{u}" for u in range(n_users)], items=[f"i{i}" for i in range(n_items)],
+        interactions=purchases, purchases=purchases, last_purchase_age_days=None,
+        recent_popularity=np.asarray(purchases.sum(axis=0)).ravel(), user_segment=np.array([""] * n_users),
+        as_of=AS_OF, item_text_embedding=text, user_sequences=sequences, user_sequence_ages=ages)
+
+
+def test_items_hidden_at_a_cut_off_look_never_sold_but_still_label():
+    data = clustered_shop()
+    events = Events.from_sequences(data.user_sequences, data.user_sequence_ages, 30)
+    hidden = np.zeros(30, bool)
+    hidden[[0, 11]] = True
+    rows = pair_rows(events, 30.0, 30.0, data.item_text_embedding, n_related=5, n_popular=3, hidden=hidden)
+    f = {name: rows.features[:, k] for k, name in enumerate(FEATURES)}
+    on_hidden = hidden[rows.items]
+    assert on_hidden.any() and (f["sold_all"][on_hidden] == 0).all() and (f["in_history"][on_hidden] == 0).all()
+    # the purchases of hidden items after the cut-off are still the labels
+    window = (events.ages <= 30.0) & hidden[events.items]
+    later = set(zip(events.users[window].tolist(), events.items[window].tolist()))
+    got = {(u, i) for u, i, y in zip(rows.users.tolist(), rows.items.tolist(), rows.labels) if y and hidden[i]}
+    assert got and got <= later
+
+
+def test_never_sold_items_are_scored_through_their_text_and_explained():
+    data = clustered_shop()
+    model = NextPurchaseGBDT(**{**SMALL, "new_item_share": 0.3}).fit(data)
+    assert model.fit_report["new_item_rows"] > 0 and model.fit_report["new_item_positives"] > 0
+    assert model.fit_report["new_item_fitted"] and model.fit_report["new_item_candidates"] > 0
+    scores = model.score(np.arange(90))
+    new = np.array([8, 9, 18, 19, 28, 29])
+    own = np.array([[f * 10 + 8, f * 10 + 9] for f in np.arange(90) % 3])
+    own_best = np.take_along_axis(scores, own, axis=1).max(axis=1)
+    other_best = np.array([scores[u, np.setdiff1d(new, own[u])].max() for u in range(90)])
+    assert (own_best >= 1.0).all()  # a candidate with the trees' own probability, not the popularity floor
+    assert (own_best > other_best).mean() >= 0.9
+    evidence = model.explain(4, own[4])
+    assert all(e.strategy == "new_item" and e.because_item // 10 == 4 % 3 for e in evidence)
+    assert model.explain(4, np.array([data.user_sequences[4][-1]]))[0].strategy == "repeat"
+
+
+def test_learning_new_items_leaves_the_sold_items_scores_as_they_were():
+    data = clustered_shop()
+    with_new = NextPurchaseGBDT(**{**SMALL, "new_item_share": 0.3}).fit(data).score(np.arange(90))
+    without = NextPurchaseGBDT(**{**SMALL, "new_item_share": 0.0}).fit(data).score(np.arange(90))
+    sold = np.setdiff1d(np.arange(30), [8, 9, 18, 19, 28, 29])
+    np.testing.assert_array_equal(with_new[:, sold], without[:, sold])
+    assert not np.array_equal(with_new, without)

@@ -66,6 +66,7 @@ def test_quality_merge_keeps_the_parts_not_redone_and_drops_served():
                rec("online-retail", "B", "valid", "all", "repeat", 0.38, reference=0.38),
                rec("amazon-scientific", "A", "valid", "masked", "gbdt", 0.10),
                rec("amazon-scientific", "A", "test", "cold", "teacher", 0.01),
+               rec("amazon-scientific", "A", "test", "cold", "gbdt", 0.04),
                rec("online-retail", "B", "test", "all", "served", 0.34, served_model="gbdt")]
     fresh = [rec("online-retail", "B", "valid", "all", "gbdt", 0.37),
              rec("online-retail", "B", "test", "all", "gbdt", 0.35)]
@@ -76,3 +77,6 @@ def test_quality_merge_keeps_the_parts_not_redone_and_drops_served():
     # repeat (0.38) now beats the redone gbdt (0.37) on validation: served follows
     served = [r for r in served_records(merged) if r["dataset"] == "online-retail"]
     assert {r["served_model"] for r in served} == {"repeat"}
+    # the served model's cold-start items are reported next to its warm rows
+    cold = [r for r in served_records(merged) if r["track"] == "cold"]
+    assert [(r["served_model"], r["value"]) for r in cold] == [("gbdt", 0.04)]
