@@ -41,8 +41,8 @@ class NextPurchaseGBDT(Recommender):
     def __init__(self, horizon_days: float = 30.0, cutoffs: int = 8, cutoff_step_days: float = 7.0,
                  n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
                  max_iter: int = 300, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
-                 min_samples_leaf: int = 50, sources: str = ",".join(SOURCES), new_item_share: float = 0.1,
-                 seed: int = 0) -> None:
+                 min_samples_leaf: int = 50, sources: str = ",".join(SOURCES), new_item_share: float = 0.2,
+                 new_item_replays: int = 3, seed: int = 0) -> None:
         super().__init__()
         self.horizon_days = horizon_days  # float: the model predicts purchases in the next N days (untimed: next event)
         self.cutoffs = cutoffs  # int: past cut-offs whose next N days (untimed: next event) are the training labels
@@ -60,6 +60,7 @@ class NextPurchaseGBDT(Recommender):
         if unknown:
             raise ValueError(f"gbdt: unknown candidate sources {sorted(unknown)}; expected some of {SOURCES}")
         self.new_item_share = new_item_share  # float: share of sold items replayed as new at the newest cut-off
+        self.new_item_replays = new_item_replays  # int: that replay drawn this many times, other items each time
         self.seed = seed  # int: seed of the trees' binning sample and of the items replayed as new
         self.candidate_score: sp.csr_matrix | None = None  # (n_users, n_items) probability + 1 on candidates
         self.popularity_score: np.ndarray | None = None  # (n_items,) float32 in [0, 1): everything else
@@ -72,7 +73,7 @@ class NextPurchaseGBDT(Recommender):
         return {k: getattr(self, k) for k in ("horizon_days", "cutoffs", "cutoff_step_days", "n_related", "n_popular",
                                                "ease_lambda", "max_items", "max_iter", "learning_rate",
                                                "max_leaf_nodes", "min_samples_leaf", "sources", "new_item_share",
-                                               "seed")}
+                                               "new_item_replays", "seed")}
 
     def _rows(self, events: Events, shift: float, horizon: float | None, text, hidden=None):
         return pair_rows(events, shift, horizon, text, n_related=self.n_related, n_popular=self.n_popular,
@@ -85,11 +86,16 @@ class NextPurchaseGBDT(Recommender):
         n = int(round(self.new_item_share * len(sold)))
         if text is None or n == 0 or not {"text", "new"} & set(self.sources.split(",")):
             return None
-        hidden = np.zeros(events.n_items, bool)
-        hidden[np.random.default_rng(self.seed).choice(sold, size=n, replace=False)] = True
-        rows = self._rows(events, shift, horizon, text, hidden)
-        keep = hidden[rows.items]
-        return rows.features[keep], rows.labels[keep]
+        rng = np.random.default_rng(self.seed)
+        xs, ys = [], []
+        for _ in range(self.new_item_replays):
+            hidden = np.zeros(events.n_items, bool)
+            hidden[rng.choice(sold, size=n, replace=False)] = True
+            rows = self._rows(events, shift, horizon, text, hidden)
+            keep = hidden[rows.items]
+            xs.append(rows.features[keep])
+            ys.append(rows.labels[keep])
+        return np.vstack(xs), np.concatenate(ys)
 
     def _learn(self, x: np.ndarray, y: np.ndarray, serve: np.ndarray) -> np.ndarray | None:
         """Fit trees on (x, y) and return their purchase probabilities of the serving rows; None with too few
