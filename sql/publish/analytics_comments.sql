@@ -5,7 +5,7 @@ COMMENT ON COLUMN recs.user_topk.user_id IS 'Shop user id';
 COMMENT ON COLUMN recs.user_topk.rank IS 'Position in the list, 1 = first';
 COMMENT ON COLUMN recs.user_topk.item_id IS 'Recommended item';
 COMMENT ON COLUMN recs.user_topk.score IS 'Policy arms: the learned chance the user buys the item within the holdout horizon; bare arms: the model score; NULL for exploration and popularity fill';
-COMMENT ON COLUMN recs.user_topk.strategy IS 'The source whose evidence explains the item: buy_again, bought_with, similar_text, trending, segment_popularity, viewed, explore_new, the served model''s own (repeat, itemknn, ease, popularity, ...), popularity_fill';
+COMMENT ON COLUMN recs.user_topk.strategy IS 'The source whose evidence explains the item: buy_again, bought_with, similar_text, trending, segment_popularity, viewed, explore_new, the served model''s own (repeat, itemknn, ease, new_item, popularity, ...), popularity_fill';
 COMMENT ON COLUMN recs.user_topk.reason IS 'Human-readable explanation shown next to the item';
 COMMENT ON COLUMN recs.user_topk.model IS 'Served model and the day it was trained (name@ds)';
 COMMENT ON COLUMN recs.user_topk.variant IS 'A/B variant the user is bucketed in';

@@ -25,3 +25,10 @@ def test_popularity_reasons_name_the_segment_when_there_is_one():
         "Popular with shoppers in France"
     assert reason_text(Evidence("popularity"), TITLES, BOUGHT) == "Popular with shoppers right now"
     assert reason_text(Evidence("segment_popularity", segment="unknown"), TITLES, BOUGHT) == "Popular with shoppers"
+
+
+def test_a_new_item_is_introduced_by_the_history_item_its_text_is_like():
+    assert reason_text(Evidence("new_item", because_item=0), TITLES, BOUGHT) == \
+        "New in: like RED MUG, which you bought"
+    assert reason_text(Evidence("new_item", because_item=2), TITLES, BOUGHT) == \
+        "New in: like TEA TOWEL, which you looked at"
