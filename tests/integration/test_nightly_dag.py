@@ -183,3 +183,18 @@ def test_same_day_twice_and_a_later_partition_change_nothing(shop):
     with analytics(home) as con:
         assert {t: snapshot(con, t, RUN_COLUMNS) for t in tables} == before
     shutil.rmtree(later)
+
+
+def test_gbdt_scores_catalogue_items_nobody_bought_yet_through_their_text(shop):
+    import json
+
+    from recsys_tasks.models import load_model
+
+    night = shop["home"] / "models" / D.isoformat() / "candidates" / "gbdt"
+    report = json.loads((night / "manifest.json").read_text())["fit_report"]
+    # the demo launches items every day: some are in the catalogue before anyone bought them
+    assert report["new_item_candidates"] > 0 and report["new_item_fitted"] and report["new_item_positives"] > 0
+    model = load_model(night)
+    never_sold = np.flatnonzero(model.never_sold)
+    scores = model.score(np.arange(len(model.users)))
+    assert len(never_sold) and (scores[:, never_sold] >= 1.0).any()  # candidates with the trees' own probability
