@@ -67,7 +67,7 @@ def model_params(settings: Settings, name: str) -> dict:
         "ease": {"lam": settings.ease_lambda, "max_items": settings.ease_max_items},
         "itemknn": {"neighbours": settings.knn_neighbours},
         "gbdt": {"horizon_days": settings.gbdt_horizon_days, "cutoffs": settings.gbdt_cutoffs,
-                 "sources": settings.gbdt_sources,
+                 "sources": settings.gbdt_sources, "new_item_days": settings.new_item_days,
                  "ease_lambda": settings.ease_lambda, "max_items": settings.ease_max_items},
     }.get(name, {})
 

@@ -119,6 +119,11 @@ def load_training_data(con, settings: Settings, table: str, until: datetime, as_
     age_matrix.data -= 1  # stored +1 so a purchase today (age 0) is not dropped as an explicit zero
     inputs = item_inputs(con, as_of, catalogue)
     sequences, ages = user_sequences(con, until, users, catalogue)
+    listed = fetch_frame(con, "SELECT item_id, date_diff('day', first_seen, CAST(? AS DATE)) AS days "
+                              "FROM staging.items WHERE first_seen < CAST(? AS DATE)", [as_of, until])
+    first_seen_days = np.full(len(catalogue), np.nan)
+    known = listed.filter(pl.col("item_id").is_in(catalogue))
+    first_seen_days[[item_index[i] for i in known["item_id"]]] = known["days"].to_numpy().astype(np.float64)
     return TimedTrainingData(
         users=users, items=catalogue,
         interactions=_matrix(inter, "weight", user_index, item_index),
@@ -131,6 +136,7 @@ def load_training_data(con, settings: Settings, table: str, until: datetime, as_
         item_attributes=inputs.attributes,
         user_sequences=sequences,
         user_sequence_ages=ages,
+        item_first_seen_days=first_seen_days,
     )
 
 

@@ -54,6 +54,7 @@ class TrainingData:
     item_text_embedding: np.ndarray | None = None
     item_attributes: dict[str, np.ndarray] | None = None
     user_sequences: list[np.ndarray] | None = None
+    item_first_seen_days: np.ndarray | None = None  # (n_items,) days since the catalogue first listed it; NaN unknown
 
     def __post_init__(self) -> None:
         self.users = [str(u) for u in self.users]
@@ -71,6 +72,10 @@ class TrainingData:
             raise ValueError(f"user_segment has shape {self.user_segment.shape}, expected ({shape[0]},)")
         if self.item_text_embedding is not None and len(self.item_text_embedding) != shape[1]:
             raise ValueError("item_text_embedding needs one row per item")
+        if self.item_first_seen_days is not None:
+            self.item_first_seen_days = np.asarray(self.item_first_seen_days, dtype=np.float64)
+            if self.item_first_seen_days.shape != (shape[1],):
+                raise ValueError("item_first_seen_days needs one value per item")
         if self.user_sequences is not None and len(self.user_sequences) != shape[0]:
             raise ValueError("user_sequences needs one sequence per user")
 

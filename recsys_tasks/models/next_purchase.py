@@ -12,7 +12,9 @@ New items (cold start): an item nobody bought yet has only its text. At the newe
 share of the sold items as if they were launched after it (their earlier sales hidden, their later ones the labels),
 so the trees learn how a never-sold item is bought from its text likeness to the user and to what is rising. Items
 never sold at all in the data are left out of the other cut-offs' rows: they would only teach "never bought".
-Every user's candidates include the never-sold items closest to the user's text profile.
+Every user's candidates include the never-sold items closest to the user's text profile; where the catalogue dates
+its items (`TrainingData.item_first_seen_days`), only those listed within `new_item_days` count as new (an item
+listed long ago that nobody bought is dormant, and is not offered as new).
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ class NextPurchaseGBDT(Recommender):
                  n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
                  max_iter: int = 300, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
                  min_samples_leaf: int = 50, sources: str = ",".join(SOURCES), new_item_share: float = 0.2,
-                 new_item_replays: int = 3, seed: int = 0) -> None:
+                 new_item_replays: int = 3, new_item_days: float | None = None, seed: int = 0) -> None:
         super().__init__()
         self.horizon_days = horizon_days  # float: the model predicts purchases in the next N days (untimed: next event)
         self.cutoffs = cutoffs  # int: past cut-offs whose next N days (untimed: next event) are the training labels
@@ -61,11 +63,13 @@ class NextPurchaseGBDT(Recommender):
             raise ValueError(f"gbdt: unknown candidate sources {sorted(unknown)}; expected some of {SOURCES}")
         self.new_item_share = new_item_share  # float: share of sold items replayed as new at the newest cut-off
         self.new_item_replays = new_item_replays  # int: that replay drawn this many times, other items each time
+        self.new_item_days = new_item_days  # float | None: a never-sold item is new when the catalogue first listed it
+        # at most this many days ago (older ones are dormant: not candidates); None or no dates: every never-sold item
         self.seed = seed  # int: seed of the trees' binning sample and of the items replayed as new
         self.candidate_score: sp.csr_matrix | None = None  # (n_users, n_items) probability + 1 on candidates
         self.popularity_score: np.ndarray | None = None  # (n_items,) float32 in [0, 1): everything else
         self.history: sp.csr_matrix | None = None  # (n_users, n_items) what each user bought (or did)
-        self.never_sold: np.ndarray | None = None  # (n_items,) bool: no event at all in the training data
+        self.new_items: np.ndarray | None = None  # (n_items,) bool: never sold and (when dated) listed lately
         self.item_text: np.ndarray | None = None  # (n_items, d) float16 unit text vectors, (0, 0) without text
         self.fit_report: dict = {}
 
@@ -73,12 +77,12 @@ class NextPurchaseGBDT(Recommender):
         return {k: getattr(self, k) for k in ("horizon_days", "cutoffs", "cutoff_step_days", "n_related", "n_popular",
                                                "ease_lambda", "max_items", "max_iter", "learning_rate",
                                                "max_leaf_nodes", "min_samples_leaf", "sources", "new_item_share",
-                                               "new_item_replays", "seed")}
+                                               "new_item_replays", "new_item_days", "seed")}
 
-    def _rows(self, events: Events, shift: float, horizon: float | None, text, hidden=None):
+    def _rows(self, events: Events, shift: float, horizon: float | None, text, hidden=None, new_pool=None):
         return pair_rows(events, shift, horizon, text, n_related=self.n_related, n_popular=self.n_popular,
                          ease_lambda=self.ease_lambda, max_items=self.max_items,
-                         sources=tuple(self.sources.split(",")), hidden=hidden)
+                         sources=tuple(self.sources.split(",")), hidden=hidden, new_pool=new_pool)
 
     def _new_item_rows(self, events: Events, shift: float, horizon: float, text):
         """Rows of sold items replayed as launched after the cut-off: what the trees learn new items from."""
@@ -91,7 +95,7 @@ class NextPurchaseGBDT(Recommender):
         for _ in range(self.new_item_replays):
             hidden = np.zeros(events.n_items, bool)
             hidden[rng.choice(sold, size=n, replace=False)] = True
-            rows = self._rows(events, shift, horizon, text, hidden)
+            rows = self._rows(events, shift, horizon, text, hidden, new_pool=hidden)
             keep = hidden[rows.items]
             xs.append(rows.features[keep])
             ys.append(rows.labels[keep])
@@ -148,7 +152,11 @@ class NextPurchaseGBDT(Recommender):
             ys.append(rows.labels[keep])
         x = np.vstack(xs) if xs else np.zeros((0, len(FEATURES)), np.float32)
         y = np.concatenate(ys) if ys else np.zeros(0, bool)
-        serve = self._rows(events, 0.0, None, text)
+        new_pool = ~ever_sold  # the items the "new" source may offer at as_of
+        listed = data.item_first_seen_days
+        if self.new_item_days is not None and listed is not None:
+            new_pool &= ~(listed > self.new_item_days)  # listed long ago and never sold: dormant, not new
+        serve = self._rows(events, 0.0, None, text, new_pool=new_pool)
         self.fit_report = {"timed": ages is not None, "horizon": horizon, "cutoffs_days_before": shifts,
                            "training_rows": int(len(y)), "training_positives": int(y.sum()),
                            "candidates": int(len(serve.users))}
@@ -160,7 +168,7 @@ class NextPurchaseGBDT(Recommender):
             probability = (np.nan_to_num(f["decayed_90d"]) + 1e-3 * np.nan_to_num(f["ease"], nan=-1e3)) / 1e3
             probability = (dense_rank(probability) + 1) / (len(probability) + 1)
             log.info("gbdt: %d positive pairs < %d, scores by decayed purchases instead", int(y.sum()), MIN_POSITIVES)
-        new = ~ever_sold[serve.items]
+        new = new_pool[serve.items]
         replay = (self._new_item_rows(events, shifts[0], horizon, text)
                   if shifts and new.any() and self.fit_report["fitted"] else None)
         if replay is not None:
@@ -176,7 +184,7 @@ class NextPurchaseGBDT(Recommender):
         rank = dense_rank(np.asarray(data.recent_popularity, dtype=np.float64))
         self.popularity_score = (rank / (rank.max(initial=0) + 1)).astype(np.float32)
         self.history = data.purchases if data.purchases.nnz else data.interactions
-        self.never_sold = ~ever_sold
+        self.new_items = new_pool
         self.item_text = text.astype(np.float16) if text is not None else np.zeros((0, 0), np.float16)
         self.fit_report["fit_seconds"] = round(time.perf_counter() - started, 1)
         log.info("gbdt: %s", self.fit_report)
@@ -204,7 +212,7 @@ class NextPurchaseGBDT(Recommender):
             count = float(own[0, item])
             if count > 0:
                 out.append(Evidence("repeat", because_item=int(item), count=int(round(count))))
-            elif self.never_sold is not None and self.never_sold[item] and self.item_text.size and own.nnz:
+            elif self.new_items is not None and self.new_items[item] and self.item_text.size and own.nnz:
                 likeness = self.item_text[own.indices].astype(np.float32) @ self.item_text[item].astype(np.float32)
                 near = own.indices[np.argmax(likeness)]
                 out.append(Evidence("new_item", because_item=int(near)))
@@ -214,11 +222,11 @@ class NextPurchaseGBDT(Recommender):
 
     def _state(self) -> dict:
         return {"candidate_score": self.candidate_score, "popularity_score": self.popularity_score,
-                "history": self.history, "never_sold": self.never_sold, "item_text": self.item_text}
+                "history": self.history, "new_items": self.new_items, "item_text": self.item_text}
 
     def _set_state(self, state: dict) -> None:
         self.candidate_score = state["candidate_score"]
         self.popularity_score = state["popularity_score"]
         self.history = state["history"]
-        self.never_sold = state.get("never_sold")  # absent from artefacts written before new items were scored
+        self.new_items = state.get("new_items")  # absent from artefacts written before new items were scored
         self.item_text = state.get("item_text", np.zeros((0, 0), np.float16))

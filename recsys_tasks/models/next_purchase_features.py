@@ -123,11 +123,13 @@ def _own_history(pairs: pl.DataFrame, hkey: np.ndarray, key: np.ndarray) -> tupl
 
 def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndarray | None, *,
               n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
-              sources: tuple[str, ...] = SOURCES, hidden: np.ndarray | None = None, chunk: int = 1024) -> PairRows:
+              sources: tuple[str, ...] = SOURCES, hidden: np.ndarray | None = None, new_pool: np.ndarray | None = None,
+              chunk: int = 1024) -> PairRows:
     """Return the candidate pairs and features of the cut-off `shift` days before as_of (labels when horizon).
 
     hidden: (n_items,) bool, items treated as launched after the cut-off: their events before it are dropped (their
     later ones still label), so the rows show how a never-sold item with only its text is bought.
+    new_pool: (n_items,) bool, the items the "new" source may offer (default: every item not sold before the cut-off).
     """
     seen = events.ages > shift
     if hidden is not None:
@@ -169,7 +171,7 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
     last_item[u[ends]] = i[ends]
     prev = np.maximum(ends - 1, 0)
     second_last[u[ends]] = np.where((ends > 0) & (u[prev] == u[ends]), i[prev], i[ends])
-    never_sold = sold_all == 0
+    never_sold = sold_all == 0 if new_pool is None else (sold_all == 0) & new_pool
     if text is not None:
         profile = decayed @ text
         profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-9)

@@ -195,6 +195,6 @@ def test_gbdt_scores_catalogue_items_nobody_bought_yet_through_their_text(shop):
     # the demo launches items every day: some are in the catalogue before anyone bought them
     assert report["new_item_candidates"] > 0 and report["new_item_fitted"] and report["new_item_positives"] > 0
     model = load_model(night)
-    never_sold = np.flatnonzero(model.never_sold)
+    never_sold = np.flatnonzero(model.new_items)
     scores = model.score(np.arange(len(model.users)))
     assert len(never_sold) and (scores[:, never_sold] >= 1.0).any()  # candidates with the trees' own probability

@@ -197,3 +197,21 @@ def test_learning_new_items_leaves_the_sold_items_scores_as_they_were():
     sold = np.setdiff1d(np.arange(30), [8, 9, 18, 19, 28, 29])
     np.testing.assert_array_equal(with_new[:, sold], without[:, sold])
     assert not np.array_equal(with_new, without)
+
+
+def test_an_item_listed_long_ago_and_never_sold_is_dormant_not_new():
+    data = clustered_shop()
+    listed = np.full(30, 300.0)
+    listed[[8, 18, 28]] = 3.0  # launched three days ago; 9, 19, 29 have been listed for 300 days without a sale
+    data.item_first_seen_days = listed
+    model = NextPurchaseGBDT(**{**SMALL, "new_item_share": 0.3, "new_item_days": 14, "sources": "ease,new"}).fit(data)
+    np.testing.assert_array_equal(np.flatnonzero(model.new_items), [8, 18, 28])
+    scores = model.score(np.arange(90))
+    assert (scores[:, [9, 19, 29]] < 1.0).all()  # never offered as new
+    own = 10 * (np.arange(90) % 3) + 8
+    assert (scores[np.arange(90), own] >= 1.0).all()
+    assert model.explain(4, np.array([9]))[0].strategy == "popularity"
+    # without catalogue dates every never-sold item counts as new
+    undated = NextPurchaseGBDT(**{**SMALL, "new_item_share": 0.3, "new_item_days": 14, "sources": "ease,new"})
+    data.item_first_seen_days = None
+    np.testing.assert_array_equal(np.flatnonzero(undated.fit(data).new_items), [8, 9, 18, 19, 28, 29])
