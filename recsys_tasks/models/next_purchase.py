@@ -95,7 +95,7 @@ class NextPurchaseGBDT(Recommender):
         for _ in range(self.new_item_replays):
             hidden = np.zeros(events.n_items, bool)
             hidden[rng.choice(sold, size=n, replace=False)] = True
-            rows = self._rows(events, shift, horizon, text, hidden, new_pool=hidden)
+            rows = self._rows(events, shift, horizon, text, hidden)
             keep = hidden[rows.items]
             xs.append(rows.features[keep])
             ys.append(rows.labels[keep])
