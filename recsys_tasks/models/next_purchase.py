@@ -79,10 +79,12 @@ class NextPurchaseGBDT(Recommender):
                                                "max_leaf_nodes", "min_samples_leaf", "sources", "new_item_share",
                                                "new_item_replays", "new_item_days", "seed")}
 
-    def _rows(self, events: Events, shift: float, horizon: float | None, text, hidden=None, new_pool=None):
+    def _rows(self, events: Events, shift: float, horizon: float | None, text, hidden=None, new_pool=None,
+              offer_new: bool = True):
+        sources = tuple(s for s in self.sources.split(",") if offer_new or s != "new")
         return pair_rows(events, shift, horizon, text, n_related=self.n_related, n_popular=self.n_popular,
-                         ease_lambda=self.ease_lambda, max_items=self.max_items,
-                         sources=tuple(self.sources.split(",")), hidden=hidden, new_pool=new_pool)
+                         ease_lambda=self.ease_lambda, max_items=self.max_items, sources=sources, hidden=hidden,
+                         new_pool=new_pool)
 
     def _new_item_rows(self, events: Events, shift: float, horizon: float, text):
         """Rows of sold items replayed as launched after the cut-off: what the trees learn new items from."""
@@ -146,7 +148,8 @@ class NextPurchaseGBDT(Recommender):
         xs, ys = [], []
         ever_sold = np.bincount(events.items, minlength=events.n_items) > 0
         for shift in shifts:
-            rows = self._rows(events, shift, horizon, text)
+            # the warm trees learn without the "new" source: new items are the replay's own trees' work
+            rows = self._rows(events, shift, horizon, text, offer_new=False)
             keep = ever_sold[rows.items]  # an item never sold at all teaches nothing about new items' sales
             xs.append(rows.features[keep])
             ys.append(rows.labels[keep])
