@@ -266,8 +266,8 @@ def protocol_a_cold(datasets: Path, text: str, tune_seconds: float, prior: dict)
         users = np.flatnonzero(is_cold[targets])
         trimmed = [np.r_[h, 0] for h in histories]  # scientific_split cuts the last element off as the target
         data, _ = rb.scientific_split(trimmed, n_items, "test")
-        name = "amazon-scientific-cold" + ("-valid" if split == "valid" else "")
-        data.item_text_embedding = _text(text, name, texts, data, tune_seconds)
+        cache_name = "amazon-scientific-cold" + ("-valid" if split == "valid" else "")
+        data.item_text_embedding = _text(text, cache_name, texts, data, tune_seconds)
         models = {name: factory().fit(data) for name, factory in rb.MODELS_A.items()}
         teacher, student, _ = fit_language_models("A", data, weights=prior.get("A", (0.0, 0.0)))
         models.update(teacher=teacher, student=student, gbdt=NextPurchaseGBDT(**GBDT["A"]).fit(data))

@@ -97,10 +97,9 @@ class NextPurchaseGBDT(Recommender):
         for _ in range(self.new_item_replays):
             hidden = np.zeros(events.n_items, bool)
             hidden[rng.choice(sold, size=n, replace=False)] = True
-            rows = self._rows(events, shift, horizon, text, hidden)
-            keep = hidden[rows.items]
-            xs.append(rows.features[keep])
-            ys.append(rows.labels[keep])
+            rows = self._rows(events, shift, horizon, text, hidden)  # the replayed items' rows only
+            xs.append(rows.features)
+            ys.append(rows.labels)
         return np.vstack(xs), np.concatenate(ys)
 
     def _learn(self, x: np.ndarray, y: np.ndarray, serve: np.ndarray) -> np.ndarray | None:
@@ -163,6 +162,8 @@ class NextPurchaseGBDT(Recommender):
         self.fit_report = {"timed": ages is not None, "horizon": horizon, "cutoffs_days_before": shifts,
                            "training_rows": int(len(y)), "training_positives": int(y.sum()),
                            "candidates": int(len(serve.users))}
+        new = new_pool[serve.items]
+        new_features = serve.features[new]  # before the warm trees zero their empty columns in serve.features
         probability = self._learn(x, y, serve.features)
         self.fit_report["fitted"] = probability is not None
         if probability is None:
@@ -171,12 +172,11 @@ class NextPurchaseGBDT(Recommender):
             probability = (np.nan_to_num(f["decayed_90d"]) + 1e-3 * np.nan_to_num(f["ease"], nan=-1e3)) / 1e3
             probability = (dense_rank(probability) + 1) / (len(probability) + 1)
             log.info("gbdt: %d positive pairs < %d, scores by decayed purchases instead", int(y.sum()), MIN_POSITIVES)
-        new = new_pool[serve.items]
         replay = (self._new_item_rows(events, shifts[0], horizon, text)
                   if shifts and new.any() and self.fit_report["fitted"] else None)
         if replay is not None:
             # new items get their own trees, learned on the replay only: the warm trees stay as they were
-            new_probability = self._learn(*replay, serve.features[new])
+            new_probability = self._learn(*replay, new_features)
             self.fit_report.update(new_item_rows=int(len(replay[1])), new_item_positives=int(replay[1].sum()),
                                    new_item_candidates=int(new.sum()), new_item_fitted=new_probability is not None)
             if new_probability is not None:

@@ -128,7 +128,8 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
     """Return the candidate pairs and features of the cut-off `shift` days before as_of (labels when horizon).
 
     hidden: (n_items,) bool, items treated as launched after the cut-off: their events before it are dropped (their
-    later ones still label), so the rows show how a never-sold item with only its text is bought.
+    later ones still label), so the rows show how a never-sold item with only its text is bought; only their rows
+    are returned (the features of the others are not built).
     new_pool: (n_items,) bool, the items the "new" source may offer (default: every item not sold before the cut-off).
     """
     seen = events.ages > shift
@@ -204,6 +205,8 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
                 keep = np.isfinite(np.take_along_axis(source, top, axis=1)) | np.take_along_axis(cand, top, axis=1)
                 np.put_along_axis(cand, top, keep, axis=1)
         cand[:, popular] = True
+        if hidden is not None:
+            cand &= hidden[None, :]
         cu, ci = np.nonzero(cand)
         cols = [e_scores[cu, ci], c_scores[cu, ci], np.where(bought[cu, ci], np.nan, rank[cu, ci])]
         if text is not None:
