@@ -2,8 +2,9 @@
 
     python -m bench.pipeline_runs [--only demo|online-retail]
 
-Writes bench/results/pipeline_runs.json. Peak memory is the largest resident set of any process of the run
-(getrusage of the waited-for children), which is the in-process `airflow dags test` doing all the work.
+Writes bench/results/pipeline_runs.json (--only: that run's record replaced, the others kept). Peak memory is the
+largest resident set of any process of the run (getrusage of the waited-for children), which is the in-process
+`airflow dags test` doing all the work.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from recsys_tasks.runlog import code_version
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
@@ -44,6 +47,7 @@ def measure(name: str, args: list[str]) -> dict:
         raise SystemExit(f"{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return {"run": name, "command": "python -m recsys_tasks.cli run " + " ".join(args), "wall_s": round(wall, 1),
             "peak_rss_mib": round(peak_kib / 1024, 1), "recsys_home": str(home),
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": code_version(),
             "summary_tail": result.stdout.strip().splitlines()[-1]}
 
 
@@ -59,6 +63,11 @@ def main() -> None:
         records.append(record)
         print(f"{name:<14} wall {record['wall_s']:>7.1f} s   peak RSS {record['peak_rss_mib']:>8.1f} MiB")
     out = REPO / "bench" / "results" / "pipeline_runs.json"
+    if args.only and out.exists():  # one run re-measured: the other runs' records stay, with when they were taken
+        before = json.loads(out.read_text())
+        kept = [{**r, "measured_at": r.get("measured_at", before["machine"].get("measured_at"))}
+                for r in before["runs"] if r["run"] != args.only]
+        records = [*kept, *records]
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     out.write_text(json.dumps({"machine": machine, "runs": records}, indent=2) + "\n")
