@@ -44,6 +44,8 @@ class Settings:
     gbdt_horizon_days: float = 30.0  # float: the gbdt model predicts the purchases of the next N days
     gbdt_cutoffs: int = 4  # int: past cut-offs (a week apart) whose next N days the gbdt model learns from
     gbdt_sources: str = "ease,new"  # str: gbdt candidates beyond own items: ease, next, text, new (next+text: 2x the time)
+    gbdt_negative_share: float = 0.3  # float: share of not-bought pairs gbdt learns on, weighted back (0.3: half
+    # the fit time of 1.0 on UCI, NDCG@20 0.4003 vs 0.4010 on validation)
     blend_weights: str = "0.1,0.3,0.5,0.7,0.9"  # str: weights of the best candidate tried in a blend with the
     # second best on the holdout (log-probabilities added; served only when it beats both); "" never blends
     encoder_batch_size: int = 128  # int: items per MiniLM forward pass

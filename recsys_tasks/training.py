@@ -68,6 +68,7 @@ def model_params(settings: Settings, name: str) -> dict:
         "itemknn": {"neighbours": settings.knn_neighbours},
         "gbdt": {"horizon_days": settings.gbdt_horizon_days, "cutoffs": settings.gbdt_cutoffs,
                  "sources": settings.gbdt_sources, "new_item_days": settings.new_item_days,
+                 "negative_share": settings.gbdt_negative_share,
                  "ease_lambda": settings.ease_lambda, "max_items": settings.ease_max_items},
     }.get(name, {})
 

@@ -44,7 +44,8 @@ class NextPurchaseGBDT(Recommender):
                  n_related: int = 100, n_popular: int = 50, ease_lambda: float = 500.0, max_items: int = 20_000,
                  max_iter: int = 300, learning_rate: float = 0.05, max_leaf_nodes: int = 31,
                  min_samples_leaf: int = 50, sources: str = ",".join(SOURCES), new_item_share: float = 0.2,
-                 new_item_replays: int = 3, new_item_days: float | None = None, seed: int = 0) -> None:
+                 new_item_replays: int = 3, new_item_days: float | None = None, negative_share: float = 1.0,
+                 seed: int = 0) -> None:
         super().__init__()
         self.horizon_days = horizon_days  # float: the model predicts purchases in the next N days (untimed: next event)
         self.cutoffs = cutoffs  # int: past cut-offs whose next N days (untimed: next event) are the training labels
@@ -65,7 +66,12 @@ class NextPurchaseGBDT(Recommender):
         self.new_item_replays = new_item_replays  # int: that replay drawn this many times, other items each time
         self.new_item_days = new_item_days  # float | None: a never-sold item is new when the catalogue first listed it
         # at most this many days ago (older ones are dormant: not candidates); None or no dates: every never-sold item
-        self.seed = seed  # int: seed of the trees' binning sample and of the items replayed as new
+        if not 0.0 < negative_share <= 1.0:
+            raise ValueError(f"gbdt: negative_share (setting gbdt_negative_share) must lie in (0, 1], "
+                             f"not {negative_share!r}")
+        self.negative_share = negative_share  # float: share of not-bought pairs the trees learn on (each weighted
+        # 1 / share, so the probabilities stay calibrated); every bought pair is kept
+        self.seed = seed  # int: seed of the trees' binning sample, the negatives kept and the items replayed as new
         self.candidate_score: sp.csr_matrix | None = None  # (n_users, n_items) probability + 1 on candidates
         self.popularity_score: np.ndarray | None = None  # (n_items,) float32 in [0, 1): everything else
         self.history: sp.csr_matrix | None = None  # (n_users, n_items) what each user bought (or did)
@@ -77,7 +83,7 @@ class NextPurchaseGBDT(Recommender):
         return {k: getattr(self, k) for k in ("horizon_days", "cutoffs", "cutoff_step_days", "n_related", "n_popular",
                                                "ease_lambda", "max_items", "max_iter", "learning_rate",
                                                "max_leaf_nodes", "min_samples_leaf", "sources", "new_item_share",
-                                               "new_item_replays", "new_item_days", "seed")}
+                                               "new_item_replays", "new_item_days", "negative_share", "seed")}
 
     def _rows(self, events: Events, shift: float, horizon: float | None, text, hidden=None, new_pool=None,
               offer_new: bool = True):
@@ -93,18 +99,27 @@ class NextPurchaseGBDT(Recommender):
         if text is None or n == 0 or not {"text", "new"} & set(self.sources.split(",")):
             return None
         rng = np.random.default_rng(self.seed)
+        negatives = np.random.default_rng([self.seed, 1])
         xs, ys = [], []
         for _ in range(self.new_item_replays):
             hidden = np.zeros(events.n_items, bool)
             hidden[rng.choice(sold, size=n, replace=False)] = True
             rows = self._rows(events, shift, horizon, text, hidden)  # the replayed items' rows only
-            xs.append(rows.features)
-            ys.append(rows.labels)
+            keep = self._sampled(rows.labels, negatives)
+            xs.append(rows.features[keep])
+            ys.append(rows.labels[keep])
         return np.vstack(xs), np.concatenate(ys)
+
+    def _sampled(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Return which training rows to keep: every bought pair, negative_share of the others."""
+        if self.negative_share >= 1.0:
+            return np.ones(len(labels), bool)
+        return labels | (rng.random(len(labels)) < self.negative_share)
 
     def _learn(self, x: np.ndarray, y: np.ndarray, serve: np.ndarray) -> np.ndarray | None:
         """Fit trees on (x, y) and return their purchase probabilities of the serving rows; None with too few
-        bought (or too few not bought) pairs to learn from. Columns without any value become 0 in both arrays."""
+        bought (or too few not bought) pairs to learn from. Columns without any value become 0 in both arrays.
+        Not-bought rows weigh 1 / negative_share: the rows were sampled so (_sampled)."""
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         if y.sum() < MIN_POSITIVES or (~y).sum() < MIN_POSITIVES:
@@ -112,10 +127,11 @@ class NextPurchaseGBDT(Recommender):
         trees = HistGradientBoostingClassifier(
             max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf, l2_regularization=1.0, random_state=self.seed)
+        weight = np.where(y, 1.0, 1.0 / self.negative_share) if self.negative_share < 1.0 else None
         empty = np.isnan(x).all(axis=0)  # e.g. no text: sklearn cannot bin a column without values (set in place)
         x[:, empty] = 0.0
         serve[:, empty] = 0.0
-        trees.fit(x, y)
+        trees.fit(x, y, sample_weight=weight)
         return trees.predict_proba(serve)[:, 1] if len(serve) else np.zeros(0)
 
     def training_shifts(self, span_days: float, timed: bool = True) -> tuple[float, list[float]]:
@@ -146,10 +162,12 @@ class NextPurchaseGBDT(Recommender):
         horizon, shifts = self.training_shifts(events.span_days(), timed=ages is not None)
         xs, ys = [], []
         ever_sold = np.bincount(events.items, minlength=events.n_items) > 0
+        negatives = np.random.default_rng([self.seed, 0])
         for shift in shifts:
             # the warm trees learn without the "new" source: new items are the replay's own trees' work
             rows = self._rows(events, shift, horizon, text, offer_new=False)
-            keep = ever_sold[rows.items]  # an item never sold at all teaches nothing about new items' sales
+            # an item never sold at all teaches nothing about new items' sales; negatives sampled cut-off by cut-off
+            keep = ever_sold[rows.items] & self._sampled(rows.labels, negatives)
             xs.append(rows.features[keep])
             ys.append(rows.labels[keep])
         x = np.vstack(xs) if xs else np.zeros((0, len(FEATURES)), np.float32)
@@ -161,6 +179,7 @@ class NextPurchaseGBDT(Recommender):
         serve = self._rows(events, 0.0, None, text, new_pool=new_pool)
         self.fit_report = {"timed": ages is not None, "horizon": horizon, "cutoffs_days_before": shifts,
                            "training_rows": int(len(y)), "training_positives": int(y.sum()),
+                           "negative_share": self.negative_share,
                            "candidates": int(len(serve.users))}
         new = new_pool[serve.items]
         new_features = serve.features[new]  # before the warm trees zero their empty columns in serve.features

@@ -92,6 +92,25 @@ def test_a_shop_with_nothing_to_learn_from_falls_back_to_decayed_purchases():
     np.testing.assert_array_equal(scores.argmax(axis=1), last)
 
 
+def test_learning_on_a_share_of_the_negatives_keeps_every_purchase_and_the_probabilities_calibrated():
+    data = shop()
+    full = NextPurchaseGBDT(**SMALL).fit(data)
+    some = NextPurchaseGBDT(**SMALL, negative_share=0.3).fit(data)
+    positives = full.fit_report["training_positives"]
+    assert some.fit_report["training_positives"] == positives  # every bought pair is kept
+    kept = (some.fit_report["training_rows"] - positives) / (full.fit_report["training_rows"] - positives)
+    assert 0.25 < kept < 0.35
+    # the kept negatives weigh 1 / 0.3: the probabilities stay on the full model's scale (unweighted, the same
+    # rows make every pair look about twice as likely on this shop)
+    p_full, p_some = full.candidate_score.data - 1.0, some.candidate_score.data - 1.0
+    assert 0.75 < p_some.mean() / p_full.mean() < 1.5  # unweighted: about 2
+    scores = some.score(np.arange(N_USERS))
+    assert (scores.argmax(axis=1) == np.arange(N_USERS) % STAPLES).mean() >= 0.9
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="gbdt_negative_share"):
+            NextPurchaseGBDT(negative_share=bad)
+
+
 def test_a_young_shop_learns_on_a_shorter_horizon():
     model = NextPurchaseGBDT(horizon_days=30.0, cutoffs=3, cutoff_step_days=7.0)
     assert model.training_shifts(45.0) == (15.0, [15.0, 22.0, 29.0])
