@@ -188,7 +188,9 @@ def pair_rows(events: Events, shift: float, horizon: float | None, text: np.ndar
         c_scores[:, kept] = (xr @ cosine) if len(kept) else 0.0
         bought = history[rows].toarray() > 0
         unseen = np.where(bought | np.isnan(e_scores), -np.inf, e_scores)
-        rank = np.argsort(np.argsort(-unseen, axis=1, kind="stable"), axis=1).astype(np.float32)
+        order = np.argsort(-unseen, axis=1, kind="stable")
+        rank = np.empty(order.shape, np.float32)  # each item's place in its row's order (one sort, then a scatter)
+        np.put_along_axis(rank, order, np.arange(order.shape[1], dtype=np.float32)[None, :], axis=1)
         next_scores = after[last_item[rows]].toarray()
         next2_scores = after[second_last[rows]].toarray()
         text_last = text[last_item[rows]] @ text.T if text is not None else None
