@@ -2,7 +2,8 @@
 
 The model rebuilds the shop as it was at a few past cut-offs (as_of minus the horizon, then a week earlier each),
 labels each (user, candidate) pair with whether the user bought the item in the horizon after that cut-off, and
-learns one HistGradientBoostingClassifier on all of them. Features (next_purchase_features.py) fuse the user's own
+learns one HistGradientBoostingClassifier on all of them (every bought pair, `negative_share` of the others,
+weighted back so the probabilities stay calibrated). Features (next_purchase_features.py) fuse the user's own
 buying rhythm with the item (counts, decayed counts, cycle, days since last purchase), item-item evidence (EASE,
 cosine), the item's sales trend, and the language model's text: the cosine between the item's (tuned) MiniLM
 embedding and the user's purchases, and with what is rising this week. At as_of every candidate of every user is
