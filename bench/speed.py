@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     student = student_run.pop("fitted")
     result["training"] = [teacher_run, student_run]
     users = np.arange(data.n_users)
-    student_flops = 2 * n_items * student.dim
+    student_flops = 2 * n_items * student.item_vectors.shape[1]  # dim, plus the rank of a carried prior
     scoring = {"teacher": scoring_rate(teacher, users, 10, teacher_flops(teacher, n_items), device),
                "student": scoring_rate(student, users, 10, student_flops, device)}
     scoring["student_vs_teacher"] = {

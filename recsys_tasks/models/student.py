@@ -31,8 +31,8 @@ class Student(SequenceRecommender):
     """Recency-weighted pooled history (no attention), distilled from a Teacher; scores are u . v."""
 
     name = "student"
-    scale_limits = ("student: O((n_users + n_items) x dim) floats; scoring one (users x dim) @ (dim x n_items) "
-                    "product per chunk plus O(nnz) repeat bonus")
+    scale_limits = ("student: O((n_users + n_items) x (dim + prior_rank)) floats; scoring one (users x (dim + "
+                    "prior_rank)) @ (.. x n_items) product per chunk plus O(nnz) repeat bonus")
 
     def __init__(self, dim: int = 32, max_len: int = 50, id_dropout: float = 0.1, target_window: int = 1,
                  horizon_days: float | None = None, repeat_aware: str | bool = "auto", epochs: int = 10, batch_size: int = 256,
@@ -40,8 +40,8 @@ class Student(SequenceRecommender):
                  distill_top_n: int = 50, distill_weight: float = 4.0, ground_truth_weight: float = 1.0,
                  temperature: float = 1.0, full_softmax_max_items: int = 50_000, negatives: int = 4096,
                  min_item_count: int = 1, time_budget_s: float | None = None, device: str | None = None,
-                 seed: int = 0, user_residual: bool = True, distill_new: bool = True,
-                 teacher_params: dict | None = None) -> None:
+                 seed: int = 0, user_residual: bool = True, distill_new: bool = True, prior_rank: int = 0,
+                 prior_boost: float = 1.0, teacher_params: dict | None = None) -> None:
         super().__init__()
         self._init_sequence(dim, max_len, id_dropout, repeat_aware, device, seed)
         self.target_window = target_window  # int: each position predicts the distinct items of the next N events
@@ -61,9 +61,12 @@ class Student(SequenceRecommender):
         self.time_budget_s = time_budget_s  # float | None: wall-clock limit of the student's own training
         self.user_residual = user_residual  # bool: known users get a free vector added to their pooled history
         self.distill_new = distill_new  # bool: re-buying shops: also the teacher's list without the user's history
+        self.prior_rank = prior_rank  # int: carry the teacher's item-item prior at this rank (0: not carried)
+        self.prior_boost = prior_boost  # float: the carried prior is served at this multiple of its learned weight
+        self.prior_weight: float | None = None  # the carried prior's weight learned in distillation (None: none)
         self.teacher_params = dict(teacher_params or {})  # dict: a Teacher fitted here when none is given
-        self.user_vectors: np.ndarray | None = None  # (n_users, dim) float32
-        self.item_vectors: np.ndarray | None = None  # (n_items, dim) float32, the logit scale folded in
+        self.user_vectors: np.ndarray | None = None  # (n_users, dim [+ rank]) float32, the prior's weight folded in
+        self.item_vectors: np.ndarray | None = None  # (n_items, dim [+ rank]) float32, the logit scale folded in
         self.repeat_bonus: sp.csr_matrix | None = None  # (n_users, n_items) float32 on the users' own items
         self._teacher: Teacher | None = None
 
@@ -78,7 +81,7 @@ class Student(SequenceRecommender):
                 "negatives": self.negatives, "min_item_count": self.min_item_count,
                 "time_budget_s": self.time_budget_s, "device": self.device, "seed": self.seed,
                 "user_residual": self.user_residual, "distill_new": self.distill_new,
-                "teacher_params": self.teacher_params}
+                "prior_rank": self.prior_rank, "prior_boost": self.prior_boost, "teacher_params": self.teacher_params}
 
     def with_teacher(self, teacher: Teacher) -> "Student":
         """Distil from an already fitted teacher (fitted on the same data) instead of fitting one."""
@@ -122,7 +125,12 @@ class Student(SequenceRecommender):
             # the teacher's "buy it again" term covers the whole history: the student learns its own weight for it
             again = teacher.bought
             self.net.again_weight = torch.nn.Parameter(torch.ones(()))
-        kd = _distillation_loss(self, top_items, top_scores, device, generator, again, new_lists)
+        prior = None
+        if self.prior_rank > 0 and teacher.prior is not None and teacher.prior_weight > 0:
+            # the teacher's item-item prior, folded into the student's vectors as rank-r user and item factors
+            prior = low_rank_prior(teacher.prior, self.n_items, self.prior_rank)
+            self.net.prior_weight = torch.nn.Parameter(torch.ones(()))
+        kd = _distillation_loss(self, top_items, top_scores, device, generator, again, new_lists, prior)
         windows = training_windows(sequences, self.max_len, self.target_window, ages, self.horizon_days)
         batch = batch_size_for(device, self.batch_size, self.cuda_batch_size)
         budget = TimeBudget(self.time_budget_s)
@@ -132,17 +140,21 @@ class Student(SequenceRecommender):
             full_softmax_max_items=self.full_softmax_max_items, negatives=self.negatives,
             mask_history=not self.uses_repeats, extra_loss=kd if self.distill_weight > 0 else None,
             window_weight=self.ground_truth_weight, label="student epochs")
-        self._export(device, again)
+        self._export(device, again, prior)
         self.fit_report = {"device": str(device), "windows": len(windows), "epochs_run": len(losses),
                            "loss_by_epoch": [round(x, 4) for x in losses], "repeat_aware": self.uses_repeats,
                            "teacher_seconds": round(teacher_seconds, 2),
+                           "prior_rank": 0 if prior is None else prior[0].shape[1],
+                           "prior_weight": None if prior is None else round(self.prior_weight, 4),
                            "fit_seconds": round(time.perf_counter() - started, 2)}
         log.info("student fit: %s", self.fit_report)
         return self
 
     @torch.no_grad()
-    def _export(self, device: torch.device, again: sp.csr_matrix | None = None, chunk: int = 2048) -> None:
-        """Turn the network into user vectors, item vectors and the sparse repeat bonus (+ the buy-again term)."""
+    def _export(self, device: torch.device, again: sp.csr_matrix | None = None,
+                prior: tuple[np.ndarray, np.ndarray] | None = None, chunk: int = 2048) -> None:
+        """Turn the network into user vectors, item vectors and the sparse repeat bonus (+ the buy-again term);
+        a carried prior's factors are appended to both, its learned weight x prior_boost folded into the users'."""
         net = self.net.to(device).eval()
         _, position = all_items(self.n_items, device)
         with autocast(device):
@@ -179,7 +191,21 @@ class Student(SequenceRecommender):
         if again is not None:
             weight = float(self.net.again_weight.detach().cpu())
             self.repeat_bonus = (self.repeat_bonus + weight * again).astype(np.float32).tocsr()
+        self.prior_weight = None
+        if prior is not None:
+            self.prior_weight = float(self.net.prior_weight.detach().cpu())
+            weight = np.float32(self.prior_weight * self.prior_boost)
+            self.user_vectors = np.hstack([self.user_vectors, weight * prior[0]]).astype(np.float32)
+            self.item_vectors = np.hstack([self.item_vectors, prior[1]]).astype(np.float32)
         self.net = None  # scoring needs only the vectors
+
+    def set_prior_boost(self, boost: float) -> "Student":
+        """Serve the carried prior at `boost` x its learned weight (a fitted student; no retraining)."""
+        self._check_fitted()
+        if self.prior_weight is not None and boost != self.prior_boost:
+            self.user_vectors[:, self.dim:] *= np.float32(boost / self.prior_boost)
+        self.prior_boost = boost
+        return self
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         self._check_fitted()
@@ -193,13 +219,17 @@ class Student(SequenceRecommender):
         return self.item_vectors[items].copy()
 
     def _state(self) -> dict:
-        return {"user_vectors": self.user_vectors, "item_vectors": self.item_vectors,
-                "repeat_bonus": self.repeat_bonus, **self._tail_state()}
+        state = {"user_vectors": self.user_vectors, "item_vectors": self.item_vectors,
+                 "repeat_bonus": self.repeat_bonus, **self._tail_state()}
+        if self.prior_weight is not None:
+            state["prior_weight"] = np.float32(self.prior_weight)
+        return state
 
     def _set_state(self, state: dict) -> None:
         self.user_vectors = state["user_vectors"].astype(np.float32)
         self.item_vectors = state["item_vectors"].astype(np.float32)
         self.repeat_bonus = sp.csr_matrix(state["repeat_bonus"], dtype=np.float32)
+        self.prior_weight = float(state["prior_weight"]) if "prior_weight" in state else None
         self._set_tail_state(state)
 
 
@@ -212,6 +242,28 @@ def _history_matrix(sequences: list[np.ndarray], n_items: int) -> sp.csr_matrix:
     return m
 
 
+def low_rank_prior(prior, n_items: int, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (user factors (n_users, r), item factors (n_items, r)) float32 with P @ Q.T ~ the prior's scores.
+
+    prior: a fitted EASE (X (n_users, m) on its kept items, B (m, m)). B ~ U_r S_r V_r^T (randomised SVD), so
+    X B ~ (X U_r S_r) V_r^T; items the prior does not cover get zero factors. Each user's scores have std 1.
+    """
+    weights = torch.as_tensor(prior.weights, dtype=torch.float32)
+    rank = min(rank, weights.shape[0])
+    u, s, v = torch.svd_lowrank(weights, q=min(rank + 10, weights.shape[0]), niter=4)
+    left = (u[:, :rank] * s[:rank]).numpy()
+    users = np.asarray(prior.user_items @ left, dtype=np.float32)
+    items = np.zeros((n_items, rank), dtype=np.float32)
+    items[prior.kept_items] = v[:, :rank].numpy()
+    # each user's row of scores standardised, as the teacher adds it: std_u^2 = P_u G P_u^T / n - (P_u . mean(Q))^2
+    gram = items.T @ items / n_items
+    mean = items.mean(axis=0)
+    var = np.einsum("ur,rs,us->u", users, gram, users) - (users @ mean) ** 2
+    users /= np.sqrt(np.maximum(var, 1e-12))[:, None]
+    users[var <= 1e-12] = 0.0
+    return users, items
+
+
 def _soft_targets(top_items: np.ndarray, top_scores: np.ndarray, temperature: float) -> np.ndarray:
     """Return softmax(score / T) over each row's listed items (0 where the list is padded), float32."""
     weights = np.where(top_items >= 0, top_scores / temperature, -np.inf)
@@ -222,16 +274,20 @@ def _soft_targets(top_items: np.ndarray, top_scores: np.ndarray, temperature: fl
 
 def _distillation_loss(student: Student, top_items: np.ndarray, top_scores: np.ndarray, device: torch.device,
                        generator: torch.Generator, again: sp.csr_matrix | None = None,
-                       new_lists: tuple[np.ndarray, np.ndarray] | None = None):
+                       new_lists: tuple[np.ndarray, np.ndarray] | None = None,
+                       prior: tuple[np.ndarray, np.ndarray] | None = None):
     """Return extra_loss(net, step): the teacher's soft top-N lists against the student's softmax, one user batch.
 
     new_lists: the teacher's lists without each user's history, learned against the student's softmax with the
-    history hidden (a second term of the same weight)."""
+    history hidden (a second term of the same weight). prior: (user, item) factors of the teacher's prior, added
+    to the student's logits with the net's learned weight (the network learns what the prior leaves)."""
     has_list = np.flatnonzero((top_items >= 0).any(axis=1) & (student.tail_tokens > 0).any(axis=1))
     teacher_p = _soft_targets(top_items, top_scores, student.temperature)
     new_p = _soft_targets(*new_lists, student.temperature) if new_lists is not None else None
     sampled = student.n_items > student.full_softmax_max_items
     batch = batch_size_for(device, student.batch_size, student.cuda_batch_size)
+    if prior is not None:
+        prior_users, prior_items = (torch.as_tensor(f, device=device) for f in prior)
 
     def loss(net: SequenceNet, step: int) -> torch.Tensor:
         if len(has_list) == 0:
@@ -251,6 +307,9 @@ def _distillation_loss(student: Student, top_items: np.ndarray, top_scores: np.n
         if again is not None:
             dense = torch.as_tensor(again[pick].toarray(), device=device)
             logits = logits + net.again_weight * (dense if items is None else dense[:, items])
+        if prior is not None:
+            side = prior_items if items is None else prior_items[items]
+            logits = logits + net.prior_weight * (prior_users[torch.as_tensor(pick, device=device)] @ side.T)
         rows = torch.arange(len(pick), device=device)
         last = torch.full_like(rows, tokens.shape[1] - 1)
         if not student.uses_repeats:
