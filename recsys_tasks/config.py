@@ -88,6 +88,8 @@ class Settings:
     student_dim: int = 32  # int: student vector width; scoring costs dim multiply-adds per user and item
     student_epochs: int = 10  # int: student passes over the histories
     student_distill_top_n: int = 50  # int: length of the teacher's list per user that the student learns
+    student_prior_rank: int = 64  # int: the teacher's item-item prior carried by the student at this rank (0: none)
+    student_prior_boost: float = 1.0  # float: the carried prior served at this multiple of its learned weight
     text_tuning_max_steps: int = 200  # int: contrastive MiniLM steps per night (0: the base embeddings are used)
     text_tuning_time_budget_s: float = 30.0  # float: wall-clock cap of the nightly tuning (0: the steps alone decide)
     text_tuning_min_pairs: int = 5_000  # int: fewer behaviour pairs than this keep the base MiniLM (too little signal)

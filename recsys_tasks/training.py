@@ -59,7 +59,8 @@ def model_params(settings: Settings, name: str) -> dict:
     if name == "student":
         return {"dim": settings.student_dim, "max_len": settings.lm_max_len, "epochs": settings.student_epochs,
                 "target_window": settings.lm_target_window, "horizon_days": settings.lm_horizon_days or None,
-                "distill_top_n": settings.student_distill_top_n,
+                "distill_top_n": settings.student_distill_top_n, "prior_rank": settings.student_prior_rank,
+                "prior_boost": settings.student_prior_boost,
                 "full_softmax_max_items": settings.lm_full_softmax_max_items,
                 "time_budget_s": settings.lm_time_budget_s or None, "device": settings.lm_device,
                 "teacher_params": teacher_params(settings)}

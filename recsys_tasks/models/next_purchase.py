@@ -107,14 +107,14 @@ class NextPurchaseGBDT(Recommender):
             hidden[rng.choice(sold, size=n, replace=False)] = True
             rows = self._rows(events, shift, horizon, text, hidden)  # the replayed items' rows only
             keep = self._sampled(rows.labels, negatives)
-            xs.append(rows.features[keep])
-            ys.append(rows.labels[keep])
+            xs.append(rows.features if keep is None else rows.features[keep])  # share 1.0: no copy
+            ys.append(rows.labels if keep is None else rows.labels[keep])
         return np.vstack(xs), np.concatenate(ys)
 
-    def _sampled(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Return which training rows to keep: every bought pair, negative_share of the others."""
+    def _sampled(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+        """Return which training rows to keep: every bought pair, negative_share of the others (None: all)."""
         if self.negative_share >= 1.0:
-            return np.ones(len(labels), bool)
+            return None
         return labels | (rng.random(len(labels)) < self.negative_share)
 
     def _learn(self, x: np.ndarray, y: np.ndarray, serve: np.ndarray) -> np.ndarray | None:
@@ -168,7 +168,10 @@ class NextPurchaseGBDT(Recommender):
             # the warm trees learn without the "new" source: new items are the replay's own trees' work
             rows = self._rows(events, shift, horizon, text, offer_new=False)
             # an item never sold at all teaches nothing about new items' sales; negatives sampled cut-off by cut-off
-            keep = ever_sold[rows.items] & self._sampled(rows.labels, negatives)
+            keep = ever_sold[rows.items]
+            sampled = self._sampled(rows.labels, negatives)
+            if sampled is not None:
+                keep &= sampled
             xs.append(rows.features[keep])
             ys.append(rows.labels[keep])
         x = np.vstack(xs) if xs else np.zeros((0, len(FEATURES)), np.float32)

@@ -147,6 +147,10 @@ def test_language_models_leave_versioned_artefacts(shop):
         model = load_model(night / "candidates" / name)
         scores = model.score(np.arange(3))
         assert scores.dtype == np.float32 and np.isfinite(scores).all()  # every item, new ones through their text
+    student = load_model(night / "candidates" / "student")
+    carried = json.loads((night / "candidates" / "student" / "manifest.json").read_text())["fit_report"]
+    assert carried["prior_rank"] > 0 and np.isfinite(carried["prior_weight"])  # the teacher's prior, at low rank
+    assert student.item_vectors.shape[1] == student.dim + carried["prior_rank"]
 
 
 def test_malformed_rows_are_quarantined_and_valid_rows_kept(shop):
