@@ -97,10 +97,9 @@ def load_training_data(con, settings: Settings, table: str, until: datetime, as_
         f"SELECT user_id, item_id, weight, n_purchases, n_ratings, "
         f"date_diff('day', last_purchase_ts, ?) AS last_purchase_age_days FROM staging.{table}", [until]
     )
-    catalogue = fetch_frame(con, 
-        "SELECT item_id FROM staging.items WHERE first_seen < CAST(? AS DATE) "
-        "UNION SELECT DISTINCT item_id FROM staging.{t} ORDER BY item_id".replace("{t}", table), [until]
-    )["item_id"].to_list()
+    listed = fetch_frame(con, sql("train/catalogue").replace("{interactions}", table),
+                         {"until": until, "as_of": as_of})
+    catalogue = listed["item_id"].to_list()
     segments = fetch_frame(con, 
         f"SELECT s.user_id, s.segment FROM staging.user_segments AS s "
         f"WHERE s.user_id IN (SELECT user_id FROM staging.{table}) ORDER BY s.user_id"
@@ -119,11 +118,7 @@ def load_training_data(con, settings: Settings, table: str, until: datetime, as_
     age_matrix.data -= 1  # stored +1 so a purchase today (age 0) is not dropped as an explicit zero
     inputs = item_inputs(con, as_of, catalogue)
     sequences, ages = user_sequences(con, until, users, catalogue)
-    listed = fetch_frame(con, "SELECT item_id, date_diff('day', first_seen, CAST(? AS DATE)) AS days "
-                              "FROM staging.items WHERE first_seen < CAST(? AS DATE)", [as_of, until])
-    first_seen_days = np.full(len(catalogue), np.nan)
-    known = listed.filter(pl.col("item_id").is_in(catalogue))
-    first_seen_days[[item_index[i] for i in known["item_id"]]] = known["days"].to_numpy().astype(np.float64)
+    first_seen_days = listed["listed_days"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     return TimedTrainingData(
         users=users, items=catalogue,
         interactions=_matrix(inter, "weight", user_index, item_index),
