@@ -18,7 +18,8 @@ def item_knowledge(settings: Settings, ds: date, run_id: str) -> dict:
     """Build features.item_knowledge for ds: attributes, popularity, trend, co-purchases and the MiniLM embedding."""
     with work_db(settings) as con:
         run(con, "features/basket_lines", ds=ds, window_days=settings.history_window_days)
-        run(con, "features/item_knowledge", ds=ds, popularity_days=settings.popularity_days)
+        run(con, "features/item_knowledge", ds=ds, popularity_days=settings.popularity_days,
+            new_days=settings.new_item_days)
         base = fetch_frame(con, "SELECT item_id, item_text FROM staging.item_knowledge_base ORDER BY item_id")
         texts = base["item_text"].fill_null("").to_list()
         emb, new = text_encoder.cached_embeddings(con, texts, batch_size=settings.encoder_batch_size)

@@ -87,7 +87,7 @@ def health_metrics(lists: list[np.ndarray], catalogue: np.ndarray, embeddings: n
 def list_health(settings: Settings, ds: date, run_id: str) -> dict:
     """Write metrics.list_health for ds: every metric per variant and segment (and 'all')."""
     with work_db(settings) as con:
-        catalogue = fetch_frame(con, sql("policy/health_catalogue"), {"ds": ds, "new_days": settings.new_item_days})
+        catalogue = fetch_frame(con, sql("policy/health_catalogue"), {"ds": ds})
         lists = fetch_frame(con, sql("policy/health_lists"), {"ds": ds})
         n_users = int(con.execute("SELECT count(*) FROM staging.user_segments").fetchall()[0][0])
         index = {i: j for j, i in enumerate(catalogue["item_id"].to_list())}

@@ -41,7 +41,8 @@ SELECT
          ELSE ['budget', 'value', 'mid', 'premium', 'luxury'][
              ntile(5) OVER (PARTITION BY COALESCE(i.category_path[1], '') ORDER BY i.price, i.item_id)] END AS price_band,
     i.available, i.attributes, i.image_embedding, i.first_seen,
-    i.first_seen > CAST($ds AS DATE) - INTERVAL 7 DAY AS is_new,
+    -- new: first seen at most $new_days days before $ds, as the lists, health and gbdt count it
+    i.first_seen >= CAST($ds AS DATE) - to_days(CAST($new_days AS INTEGER)) AS is_new,
     COALESCE(r.views_recent, 0) AS views_recent,
     COALESCE(r.purchases_recent, 0) AS purchases_recent,
     COALESCE(r.events_recent, 0) AS events_recent,

@@ -20,6 +20,7 @@ COMMENT ON TABLE features.item_knowledge IS 'Per item and day: catalogue attribu
 COMMENT ON COLUMN features.item_knowledge.trend_7d IS '(events in the last 7 days + 1) / (events in the 7 days before + 1)';
 COMMENT ON COLUMN features.item_knowledge.co_purchased IS 'Up to 10 items most often carted or bought in the same session';
 COMMENT ON COLUMN features.item_knowledge.text_embedding IS 'all-MiniLM-L6-v2 embedding of title. brand. category. description (L2-normalised)';
+COMMENT ON COLUMN features.item_knowledge.is_new IS 'First seen at most new_item_days (default 14) days before ds: new to the catalogue (cold start)';
 COMMENT ON TABLE metrics.offline_eval IS 'Holdout metrics of every candidate model per day; served = the model published that day';
 COMMENT ON TABLE quality.validation_runs IS 'Great Expectations results per run, suite and rule';
 COMMENT ON TABLE quality.quarantine IS 'Input rows that broke a validation rule, with file, row and the raw record';

@@ -153,6 +153,17 @@ def test_language_models_leave_versioned_artefacts(shop):
     assert student.item_vectors.shape[1] == student.dim + carried["prior_rank"]
 
 
+def test_item_knowledge_counts_new_items_as_the_lists_do(shop):
+    from recsys_tasks.config import Settings
+
+    days = Settings().new_item_days  # the lists' exploration, list health and gbdt's new items use the same rule
+    with analytics(shop["home"]) as con:
+        rows = con.execute("SELECT first_seen, is_new FROM features.item_knowledge WHERE ds = ?", [D]).fetchall()
+    ages = [(D - first_seen).days for first_seen, _ in rows]
+    assert any(7 < a <= days for a in ages)  # items a one-week rule would call old
+    assert [bool(new) for _, new in rows] == [a <= days for a in ages]
+
+
 def test_malformed_rows_are_quarantined_and_valid_rows_kept(shop):
     with work(shop["home"]) as w:
         quarantined = w.execute("SELECT count(*) FROM quality.quarantine WHERE kind = 'events'").fetchone()[0]
