@@ -6,6 +6,9 @@ with its scores as a soft target: loss = w_gt CE(next events) + w_kd sum_j p_tea
 p_teacher = softmax(teacher score / T) over the top-N. After fit, every known user is one vector u (dim,) and every
 item one vector v (dim,): score(u, i) = u . v_i (+ a sparse "buy it again" bonus on the user's own items), so
 scoring users is one chunked (users x dim) @ (dim x items) product and an exact top-K; torch is not needed.
+When the teacher adds its item-item prior (EASE), the student can carry it too (prior_rank): rank-r factors of the
+prior appended to both sides, its weight a parameter of the distillation, so the network learns what the prior
+leaves; the product is then (users x (dim + r)) @ ((dim + r) x items).
 """
 from __future__ import annotations
 
