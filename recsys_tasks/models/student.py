@@ -64,7 +64,10 @@ class Student(SequenceRecommender):
         self.time_budget_s = time_budget_s  # float | None: wall-clock limit of the student's own training
         self.user_residual = user_residual  # bool: known users get a free vector added to their pooled history
         self.distill_new = distill_new  # bool: re-buying shops: also the teacher's list without the user's history
-        self.prior_rank = prior_rank  # int: carry the teacher's item-item prior at this rank (0: not carried)
+        if int(prior_rank) != prior_rank or prior_rank < 0 or not prior_boost >= 0:
+            raise ValueError(f"student: prior_rank (setting student_prior_rank) must be a whole number >= 0 and "
+                             f"prior_boost (student_prior_boost) >= 0, not {prior_rank!r} and {prior_boost!r}")
+        self.prior_rank = int(prior_rank)  # int: carry the teacher's item-item prior at this rank (0: not carried)
         self.prior_boost = prior_boost  # float: the carried prior is served at this multiple of its learned weight
         self.prior_weight: float | None = None  # the carried prior's weight learned in distillation (None: none)
         self.teacher_params = dict(teacher_params or {})  # dict: a Teacher fitted here when none is given

@@ -177,3 +177,10 @@ def test_carrying_the_prior_brings_the_student_closer_to_a_prior_led_teacher_on_
         student = small_student(dim=4, distill_weight=1.0, ground_truth_weight=0.1, distill_top_n=3, prior_rank=rank)
         shares[rank] = overlap_with(teacher, student.with_teacher(teacher).fit(shop), users, shop.interactions)
     assert shares[11] > shares[0] + 0.05, shares  # 0.91 vs 0.72 when written (seeds 1-3: 0.89-0.91 vs 0.64-0.71)
+
+
+@pytest.mark.parametrize("bad", [{"prior_rank": -1}, {"prior_rank": 2.5}, {"prior_boost": -0.5},
+                                 {"prior_boost": float("nan")}])
+def test_bad_prior_settings_are_refused_by_name(bad):
+    with pytest.raises(ValueError, match="student_prior_rank.*student_prior_boost"):
+        small_student(**bad)
