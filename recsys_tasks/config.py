@@ -42,7 +42,7 @@ class Settings:
     knn_neighbours: int = 1000  # int: ItemKNN keeps this many neighbours per item (100 costs 0.016 Recall@20 on UCI)
     popularity_days: int = 30  # int: window of "recent popularity"
     gbdt_horizon_days: float = 30.0  # float: the gbdt model predicts the purchases of the next N days
-    gbdt_cutoffs: int = 4  # int: past cut-offs (a week apart) whose next N days the gbdt model learns from
+    gbdt_cutoffs: int = 8  # int: past cut-offs (a week apart) whose next N days the gbdt model learns from
     gbdt_sources: str = "ease,new"  # str: gbdt candidates beyond own items: ease, next, text, new (next+text: 2x the time)
     gbdt_negative_share: float = 0.3  # float: share of not-bought pairs gbdt learns on, weighted back (0.3: half
     # the fit time of 1.0 on UCI, NDCG@20 0.4003 vs 0.4010 on validation)
