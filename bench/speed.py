@@ -5,7 +5,10 @@
 Writes bench/results/speed.json: MiniLM items encoded/s, teacher and student training samples/s, users scored/s
 for an exact top-K (teacher vs student, and the student's scoring rate as a share of the matmul ceiling), the
 full-vs-sampled softmax step time by catalogue size, and the ceilings: torch matmul GFLOP/s and memory bandwidth.
-Data: amazon-scientific (8,442 users, 4,385 items; test split histories), the project's own code path.
+Data: amazon-scientific (8,442 users, 4,385 items; test split histories), the project's own code path; and the
+scoring of teacher and student on online-retail's test split (protocol B: long re-buying histories, the teacher
+with its item-item prior and buy-again term, the student carrying that prior at rank 64), each fitted in the same
+time budget.
 """
 from __future__ import annotations
 
@@ -119,6 +122,40 @@ def scoring_rate(model, users: np.ndarray, k: int, flops_per_user: float, device
             "score_gflops": round(flops_per_user * len(users) / score_s / 1e9, 2)}
 
 
+def teacher_against_student(teacher, student, users: np.ndarray, k: int, device: torch.device,
+                            ceiling_gflops: float) -> dict:
+    """Return both models' scoring rates and the student's speed-up, FLOPs ratio and share of the matmul ceiling."""
+    n_items = len(teacher.items)
+    student_flops = 2 * n_items * student.item_vectors.shape[1]  # dim, plus the rank of a carried prior
+    scoring = {"teacher": scoring_rate(teacher, users, k, teacher_flops(teacher, n_items), device),
+               "student": scoring_rate(student, users, k, student_flops, device)}
+    scoring["student_vs_teacher"] = {
+        "score_speedup": round(scoring["student"]["score_users_per_s"] / scoring["teacher"]["score_users_per_s"], 1),
+        "topk_speedup": round(scoring["student"]["topk_users_per_s"] / scoring["teacher"]["topk_users_per_s"], 1),
+        "flops_ratio": round(scoring["teacher"]["flops_per_user"] / student_flops, 1),
+        "student_share_of_matmul_ceiling": round(scoring["student"]["score_gflops"] / ceiling_gflops, 3)}
+    return scoring
+
+
+def online_retail_scoring(device: torch.device, seconds: float, ceiling_gflops: float) -> dict:
+    """Return teacher against student scoring on protocol B's test split (top-20), each fitted in `seconds`."""
+    from bench.quality import retail_descriptions, retail_sequences
+
+    purchases = rb.retail_purchases(rb.DATASETS_DIR)
+    descriptions = retail_descriptions(rb.DATASETS_DIR)
+    cutoff = rb.RETAIL_CUTOFFS["test"]
+    split = rb.retail_split(purchases, cutoff)
+    retail_sequences(purchases, split.data, cutoff)
+    data = split.data
+    data.item_text_embedding = base_embeddings("online-retail-test", [descriptions.get(i, i) for i in data.items])
+    # the (prior, buy-again) weights and the student's carried prior of protocol B (bench/README.md)
+    teacher = training_rate("teacher", {**TEACHER["B"], "prior_weight": 0.25, "prior_lambda": 500.0,
+                                        "buy_again_weight": 4.0}, data, device, seconds)["fitted"]
+    student = training_rate("student", STUDENT["B"], data, device, seconds, teacher=teacher)["fitted"]
+    out = teacher_against_student(teacher, student, np.arange(data.n_users), rb.RETAIL_K, device, ceiling_gflops)
+    return {"users": data.n_users, "items": data.n_items, "student_width": int(student.item_vectors.shape[1]), **out}
+
+
 def teacher_flops(teacher, n_items: int) -> float:
     """Return the teacher's FLOPs (2 x multiply-adds) per scored user: its transformer over the user's own newest
     events (padding is trimmed), the item tower once per chunk of 1024 users, the logits and the item-item prior."""
@@ -179,17 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     student_run = training_rate("student", STUDENT["A"], data, device, args.seconds, teacher=teacher)
     student = student_run.pop("fitted")
     result["training"] = [teacher_run, student_run]
-    users = np.arange(data.n_users)
-    student_flops = 2 * n_items * student.item_vectors.shape[1]  # dim, plus the rank of a carried prior
-    scoring = {"teacher": scoring_rate(teacher, users, 10, teacher_flops(teacher, n_items), device),
-               "student": scoring_rate(student, users, 10, student_flops, device)}
-    scoring["student_vs_teacher"] = {
-        "score_speedup": round(scoring["student"]["score_users_per_s"] / scoring["teacher"]["score_users_per_s"], 1),
-        "topk_speedup": round(scoring["student"]["topk_users_per_s"] / scoring["teacher"]["topk_users_per_s"], 1),
-        "flops_ratio": round(scoring["teacher"]["flops_per_user"] / student_flops, 1),
-        "student_share_of_matmul_ceiling": round(
-            scoring["student"]["score_gflops"] / result["ceilings"]["matmul_float32_gflops"], 3)}
-    result["scoring"] = scoring
+    ceiling = result["ceilings"]["matmul_float32_gflops"]
+    result["scoring"] = teacher_against_student(teacher, student, np.arange(data.n_users), 10, device, ceiling)
+    result["scoring_online_retail"] = online_retail_scoring(device, args.seconds, ceiling)
     result["softmax_step_by_catalogue"] = softmax_crossover(device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
