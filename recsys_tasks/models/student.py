@@ -64,9 +64,7 @@ class Student(SequenceRecommender):
         self.time_budget_s = time_budget_s  # float | None: wall-clock limit of the student's own training
         self.user_residual = user_residual  # bool: known users get a free vector added to their pooled history
         self.distill_new = distill_new  # bool: re-buying shops: also the teacher's list without the user's history
-        if int(prior_rank) != prior_rank or prior_rank < 0 or not prior_boost >= 0:
-            raise ValueError(f"student: prior_rank (setting student_prior_rank) must be a whole number >= 0 and "
-                             f"prior_boost (student_prior_boost) >= 0, not {prior_rank!r} and {prior_boost!r}")
+        _check_prior(prior_rank, prior_boost)
         self.prior_rank = int(prior_rank)  # int: carry the teacher's item-item prior at this rank (0: not carried)
         self.prior_boost = prior_boost  # float: the carried prior is served at this multiple of its learned weight
         self.prior_weight: float | None = None  # the carried prior's weight learned in distillation (None: none)
@@ -208,6 +206,7 @@ class Student(SequenceRecommender):
     def set_prior_boost(self, boost: float) -> "Student":
         """Serve the carried prior at `boost` x its learned weight (a fitted student; no retraining)."""
         self._check_fitted()
+        _check_prior(self.prior_rank, boost)
         if self.prior_weight is not None and boost != self.prior_boost:
             self.user_vectors[:, self.dim:] *= np.float32(boost / self.prior_boost)
         self.prior_boost = boost
@@ -237,6 +236,14 @@ class Student(SequenceRecommender):
         self.repeat_bonus = sp.csr_matrix(state["repeat_bonus"], dtype=np.float32)
         self.prior_weight = float(state["prior_weight"]) if "prior_weight" in state else None
         self._set_tail_state(state)
+
+
+def _check_prior(rank, boost) -> None:
+    """Refuse a carried-prior setting that is not a whole rank >= 0 and a boost > 0 (a boost of 0 would erase the
+    factors it rescales; rank 0 is the way to carry no prior)."""
+    if int(rank) != rank or rank < 0 or not boost > 0:
+        raise ValueError(f"student: prior_rank (setting student_prior_rank) must be a whole number >= 0 and "
+                         f"prior_boost (student_prior_boost) > 0, not {rank!r} and {boost!r}")
 
 
 def _history_matrix(sequences: list[np.ndarray], n_items: int) -> sp.csr_matrix:

@@ -180,7 +180,10 @@ def test_carrying_the_prior_brings_the_student_closer_to_a_prior_led_teacher_on_
 
 
 @pytest.mark.parametrize("bad", [{"prior_rank": -1}, {"prior_rank": 2.5}, {"prior_boost": -0.5},
-                                 {"prior_boost": float("nan")}])
-def test_bad_prior_settings_are_refused_by_name(bad):
+                                 {"prior_boost": float("nan")}, {"prior_boost": 0.0}])
+def test_bad_prior_settings_are_refused_by_name(bad, student):
     with pytest.raises(ValueError, match="student_prior_rank.*student_prior_boost"):
         small_student(**bad)
+    if "prior_boost" in bad:  # also when a fitted student is re-served
+        with pytest.raises(ValueError, match="student_prior_boost"):
+            student.set_prior_boost(bad["prior_boost"])
