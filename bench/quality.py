@@ -352,6 +352,17 @@ def retail_sequences(purchases: pl.DataFrame, data: TrainingData, cutoff: dt.dat
     data.item_attributes = {"price": np.asarray([by_item.get(i, np.nan) for i in data.items], dtype=np.float64)}
 
 
+def retail_split_with_text(purchases: pl.DataFrame, descriptions: dict[str, str], split: str, text: str = "base",
+                           tune_seconds: float = 0.0):
+    """Return protocol B's split (valid | test) with the users' timed sequences and the items' text vectors."""
+    cutoff = rb.RETAIL_CUTOFFS[split]
+    s = rb.retail_split(purchases, cutoff)
+    retail_sequences(purchases, s.data, cutoff)
+    texts = [descriptions.get(i, i) for i in s.data.items]
+    s.data.item_text_embedding = _text(text, f"online-retail-{split}", texts, s.data, tune_seconds)
+    return s
+
+
 def retail_records(split_data, name: str, model, split: str) -> list[dict]:
     """Return Recall@20 / NDCG@20 of one model on the all and new tracks (ties: NumPy order, as the reference)."""
     out = []
@@ -373,11 +384,8 @@ def protocol_b(datasets: Path, text: str, tune_seconds: float, prior: dict) -> l
     purchases = rb.retail_purchases(datasets)
     descriptions = retail_descriptions(datasets)
     records = []
-    for split, cutoff in rb.RETAIL_CUTOFFS.items():
-        s = rb.retail_split(purchases, cutoff)
-        retail_sequences(purchases, s.data, cutoff)
-        texts = [descriptions.get(i, i) for i in s.data.items]
-        s.data.item_text_embedding = _text(text, f"online-retail-{split}", texts, s.data, tune_seconds)
+    for split in rb.RETAIL_CUTOFFS:
+        s = retail_split_with_text(purchases, descriptions, split, text, tune_seconds)
 
         def on_valid(model, s=s):
             return value(retail_records(s, "teacher", model, "valid"), track="all", metric="ndcg")

@@ -139,17 +139,12 @@ def teacher_against_student(teacher, student, users: np.ndarray, k: int, device:
 
 def online_retail_scoring(device: torch.device, seconds: float, ceiling_gflops: float) -> dict:
     """Return teacher against student scoring on protocol B's test split (top-20), each fitted in `seconds`."""
-    from bench.quality import retail_descriptions, retail_sequences
+    from bench.quality import PRIOR_LAMBDA, retail_descriptions, retail_split_with_text
 
-    purchases = rb.retail_purchases(rb.DATASETS_DIR)
-    descriptions = retail_descriptions(rb.DATASETS_DIR)
-    cutoff = rb.RETAIL_CUTOFFS["test"]
-    split = rb.retail_split(purchases, cutoff)
-    retail_sequences(purchases, split.data, cutoff)
-    data = split.data
-    data.item_text_embedding = base_embeddings("online-retail-test", [descriptions.get(i, i) for i in data.items])
-    # the (prior, buy-again) weights and the student's carried prior of protocol B (bench/README.md)
-    teacher = training_rate("teacher", {**TEACHER["B"], "prior_weight": 0.25, "prior_lambda": 500.0,
+    data = retail_split_with_text(rb.retail_purchases(rb.DATASETS_DIR), retail_descriptions(rb.DATASETS_DIR),
+                                  "test").data
+    # the (prior, buy-again) weights validation chose on protocol B, and its student (bench/README.md)
+    teacher = training_rate("teacher", {**TEACHER["B"], "prior_weight": 0.25, "prior_lambda": PRIOR_LAMBDA["B"],
                                         "buy_again_weight": 4.0}, data, device, seconds)["fitted"]
     student = training_rate("student", STUDENT["B"], data, device, seconds, teacher=teacher)["fitted"]
     out = teacher_against_student(teacher, student, np.arange(data.n_users), rb.RETAIL_K, device, ceiling_gflops)
