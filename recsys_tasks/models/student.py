@@ -315,14 +315,15 @@ def _distillation_loss(student: Student, top_items: np.ndarray, top_scores: np.n
         else:
             items, position = all_items(student.n_items, device)
         targets = position[listed + 1]
-        shift = net.user_residual(torch.as_tensor(pick, device=device)) if hasattr(net, "user_residual") else None
+        users = torch.as_tensor(pick, device=device)
+        shift = net.user_residual(users) if hasattr(net, "user_residual") else None
         logits = net.last_logits(tokens, counts, ages, net.tower(items), position, shift)
         if again is not None:
             dense = torch.as_tensor(again[pick].toarray(), device=device)
             logits = logits + net.again_weight * (dense if items is None else dense[:, items])
         if prior is not None:
             side = prior_items if items is None else prior_items[items]
-            logits = logits + net.prior_weight * (prior_users[torch.as_tensor(pick, device=device)] @ side.T)
+            logits = logits + net.prior_weight * (prior_users[users] @ side.T)
         rows = torch.arange(len(pick), device=device)
         last = torch.full_like(rows, tokens.shape[1] - 1)
         if not student.uses_repeats:

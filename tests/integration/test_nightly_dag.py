@@ -140,6 +140,7 @@ def test_language_models_leave_versioned_artefacts(shop):
     night = shop["home"] / "models" / D.isoformat()
     tuning = json.loads((night / "text_encoder" / "tuning.json").read_text())
     assert tuning["steps"] == 2 and tuning["pairs"] > 0  # MiniLM tuned on the training window's pairs
+    loaded = {}
     for name in ("teacher", "student"):
         manifest = json.loads((night / "candidates" / name / "manifest.json").read_text())
         assert manifest["train_until"] and manifest["code_version"] and manifest["params"]["epochs"] == 3
@@ -147,8 +148,9 @@ def test_language_models_leave_versioned_artefacts(shop):
         model = load_model(night / "candidates" / name)
         scores = model.score(np.arange(3))
         assert scores.dtype == np.float32 and np.isfinite(scores).all()  # every item, new ones through their text
-    student = load_model(night / "candidates" / "student")
-    carried = json.loads((night / "candidates" / "student" / "manifest.json").read_text())["fit_report"]
+        loaded[name] = (model, manifest)
+    student, manifest = loaded["student"]
+    carried = manifest["fit_report"]
     assert carried["prior_rank"] > 0 and np.isfinite(carried["prior_weight"])  # the teacher's prior, at low rank
     assert student.item_vectors.shape[1] == student.dim + carried["prior_rank"]
 
