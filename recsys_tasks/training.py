@@ -79,13 +79,16 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
 
     The encoder is tuned once a night, in train_candidates, on pairs from the training window only (never the
     holdout), warm-started from the previous night; train_served reuses it and encodes only texts it lacks.
+    Each user's last step is kept from the tuning as the gate's exam: the tuned text is used only when it ranks
+    those next items higher than the base MiniLM does (text_gate); else every model keeps the base embeddings.
     """
     if not any(m in LANGUAGE_MODELS for m in settings.models) or texts is None or data.item_text_embedding is None:
         return None
     if settings.text_tuning_max_steps <= 0:
         return {"tuned": False, "reason": "text_tuning_max_steps is 0: the base MiniLM embeddings are used"}
     from recsys_tasks.models.sequences import consecutive_pairs
-    from recsys_tasks.models.text_tuning import ENCODER_DIR, night_embeddings  # torch: only for language models
+    from recsys_tasks.models.text_tuning import (ENCODER_DIR, night_embeddings,  # torch: only for language models
+                                                 record_gate, text_gate)
 
     if not tune and not (settings.models_dir / ds.isoformat() / ENCODER_DIR / "model").exists():
         # the candidates were compared on the base embeddings: the served refit keeps them
@@ -94,10 +97,17 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
     if pairs < settings.text_tuning_min_pairs:
         return {"tuned": False, "pairs": pairs,
                 "reason": f"{pairs} behaviour pairs < text_tuning_min_pairs: the base MiniLM embeddings are used"}
+    sequences = data.user_sequences or []
     embedding, report = night_embeddings(
-        settings.models_dir, ds, texts, data.user_sequences or [], tune=tune, device=settings.lm_device,
+        settings.models_dir, ds, texts, [s[:-1] for s in sequences], tune=tune, device=settings.lm_device,
         time_budget_s=settings.text_tuning_time_budget_s or None, max_steps=settings.text_tuning_max_steps,
         batch_size=settings.text_tuning_batch_size, trainable_layers=settings.text_tuning_layers)
+    if "gate" not in report:  # judged once a night, on the window the encoder was tuned on (older nights: now)
+        report["gate"] = text_gate(data.item_text_embedding, embedding, sequences)
+        record_gate(settings.models_dir, ds, report["gate"])
+    if not report["gate"]["adopted"]:
+        return {"tuned": False, **report, "reason": "tonight's tuned MiniLM ranked the users' last next items no "
+                "higher than the base MiniLM (gate): the base embeddings are used"}
     data.item_text_embedding = embedding
     return {"tuned": True, **report}
 
@@ -290,7 +300,7 @@ def train_served(settings: Settings, ds: date, run_id: str) -> dict:
                             [ds, name]).fetchall()
         window = first_row(con, "SELECT min(dt), max(dt) FROM staging.events")
         parts = choice["blend"]["parts"] if name == Blend.name else [name]
-        texts = item_inputs(con, ds, data.items).texts if set(parts) & set(LANGUAGE_MODELS) else None
+        texts = item_inputs(con, ds, data.items).texts  # the served refit reads the text its candidate was judged on
     manifest = {"ds": ds, "data_from": window[0], "data_until": window[1], "choice": choice,
                 "holdout_metrics": [dict(zip(("track", "metric", "value"), e)) for e in evals],
                 "text_encoder": language_text(settings, ds, data, texts, tune=False)}

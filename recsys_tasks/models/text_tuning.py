@@ -116,6 +116,46 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
     return report
 
 
+def last_steps(sequences: list[np.ndarray]) -> np.ndarray:
+    """Return each user's last step, (item before, last item), where the two differ: shape (n, 2)."""
+    steps = [(s[-2], s[-1]) for s in sequences if len(s) >= 2 and s[-2] != s[-1]]
+    return np.asarray(steps, dtype=np.int64).reshape(-1, 2)
+
+
+def next_item_ndcg(vectors: np.ndarray, steps: np.ndarray, k: int = 10, chunk: int = 1024) -> float:
+    """Return the mean NDCG@k of each step's later item among all items, ranked by text cosine to the earlier one
+    (the earlier item itself left out)."""
+    from recsys_tasks.metrics import expected_rank, ndcg_from_rank
+
+    v = np.asarray(vectors, dtype=np.float32)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+    gains = []
+    for start in range(0, len(steps), chunk):
+        before, after = steps[start:start + chunk, 0], steps[start:start + chunk, 1]
+        scores = v[before] @ v.T
+        scores[np.arange(len(before)), before] = -np.inf
+        gains.append(ndcg_from_rank(expected_rank(scores, after), k))
+    return float(np.concatenate(gains).mean()) if gains else float("nan")
+
+
+def text_gate(base: np.ndarray, tuned: np.ndarray, sequences: list[np.ndarray], k: int = 10,
+              max_users: int = 5_000, seed: int = 0) -> dict:
+    """Judge tonight's tuned text against the base MiniLM on each user's last step (which the tuning never saw):
+    the tuned text is adopted only when it ranks those next items higher (NDCG@k by text cosine alone)."""
+    steps = last_steps(sequences)
+    if len(steps) > max_users:
+        steps = steps[np.sort(np.random.default_rng(seed).choice(len(steps), max_users, replace=False))]
+    base_ndcg, tuned_ndcg = next_item_ndcg(base, steps, k), next_item_ndcg(tuned, steps, k)
+    return {"exam_users": int(len(steps)), "k": k, "base_ndcg": round(base_ndcg, 4),
+            "tuned_ndcg": round(tuned_ndcg, 4), "adopted": bool(len(steps) and tuned_ndcg > base_ndcg)}
+
+
+def record_gate(models_dir: Path, ds: date, gate: dict) -> None:
+    """Add the gate's verdict to the night's tuning.json (the served refit reads it there)."""
+    path = Path(models_dir) / ds.isoformat() / ENCODER_DIR / "tuning.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "gate": gate}, indent=2))
+
+
 def encode_items(model_dir: Path, texts: list[str], batch_size: int = 128, device: str | None = None) -> np.ndarray:
     """Return (len(texts), 384) L2-normalised embeddings from a tuned encoder directory (out_dir/model).
 

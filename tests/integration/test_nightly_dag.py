@@ -140,11 +140,15 @@ def test_language_models_leave_versioned_artefacts(shop):
     night = shop["home"] / "models" / D.isoformat()
     tuning = json.loads((night / "text_encoder" / "tuning.json").read_text())
     assert tuning["steps"] == 2 and tuning["pairs"] > 0  # MiniLM tuned on the training window's pairs
+    gate = tuning["gate"]  # judged on each shopper's last step, which the tuning never saw
+    assert gate["exam_users"] > 0 and 0.0 <= gate["base_ndcg"] <= 1.0 and 0.0 <= gate["tuned_ndcg"] <= 1.0
     loaded = {}
     for name in ("teacher", "student"):
         manifest = json.loads((night / "candidates" / name / "manifest.json").read_text())
         assert manifest["train_until"] and manifest["code_version"] and manifest["params"]["epochs"] == 3
-        assert manifest["text_encoder"]["tuned"] and manifest["fit_report"]["epochs_run"] == 3
+        assert manifest["fit_report"]["epochs_run"] == 3
+        # the tuned text only where the gate adopted it; the verdict travels with the artefact
+        assert manifest["text_encoder"]["tuned"] == gate["adopted"] and manifest["text_encoder"]["gate"] == gate
         model = load_model(night / "candidates" / name)
         scores = model.score(np.arange(3))
         assert scores.dtype == np.float32 and np.isfinite(scores).all()  # every item, new ones through their text

@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from recsys_tasks.models.sequences import consecutive_pairs
-from recsys_tasks.models.text_tuning import contrastive_loss, encode_items, night_embeddings, previous_weights, tune_encoder
+from recsys_tasks.models.text_tuning import (contrastive_loss, encode_items, last_steps, next_item_ndcg,
+                                             night_embeddings, previous_weights, text_gate, tune_encoder)
 
 TEXTS = ["Red ceramic coffee mug", "Blue glass water bottle", "Wooden chopping board", "Steel kitchen knife",
          "Cotton bath towel", "Scented soy candle", "Leather wallet", "Wool winter scarf"]
@@ -60,3 +61,20 @@ def test_night_embeddings_tune_once_and_encode_only_new_texts(tmp_path):
     again, report = night_embeddings(tmp_path, date(2024, 3, 1), TEXTS, sequences, tune=False, device="cpu")
     assert report["texts_encoded"] == 2 and report["steps"] == 1  # the night's encoder is reused, not re-tuned
     np.testing.assert_allclose(again[:6], first, atol=1e-6)
+
+
+def test_gate_adopts_tuned_text_only_when_it_ranks_the_next_items_higher():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(40, 16)).astype(np.float32)
+    # each shopper's last step goes from item 2j to item 2j + 1; a repeat or a one-event history is no exam
+    sequences = [np.asarray([39, 2 * j, 2 * j + 1]) for j in range(18)] + [np.asarray([3, 5, 5]), np.asarray([7])]
+    assert last_steps(sequences).tolist() == [[2 * j, 2 * j + 1] for j in range(18)]
+    aligned = base.copy()
+    aligned[1::2] = aligned[0::2] + 0.05 * rng.normal(size=(20, 16))  # the later item's text next to the earlier's
+    assert next_item_ndcg(aligned, last_steps(sequences)) == 1.0  # rank 0 for everyone: the item itself left out
+    assert next_item_ndcg(base, last_steps(sequences)) < 0.5
+    gate = text_gate(base, aligned, sequences)
+    assert gate["adopted"] and gate["exam_users"] == 18 and gate["tuned_ndcg"] > gate["base_ndcg"]
+    assert not text_gate(aligned, base, sequences)["adopted"]  # worse text is not adopted
+    assert not text_gate(base, base.copy(), sequences)["adopted"]  # nor text that is no better
+    assert not text_gate(base, aligned, [np.asarray([1])])["adopted"]  # nothing to judge by: the base stays
