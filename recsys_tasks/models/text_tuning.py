@@ -122,8 +122,8 @@ def last_steps(sequences: list[np.ndarray]) -> np.ndarray:
     return np.asarray(steps, dtype=np.int64).reshape(-1, 2)
 
 
-def next_item_ndcg(vectors: np.ndarray, steps: np.ndarray, k: int = 10, chunk: int = 1024) -> float:
-    """Return the mean NDCG@k of each step's later item among all items, ranked by text cosine to the earlier one
+def next_item_ndcg(vectors: np.ndarray, steps: np.ndarray, k: int = 10, chunk: int = 1024) -> np.ndarray:
+    """Return each step's NDCG@k of its later item among all items, ranked by text cosine to the earlier one
     (the earlier item itself left out)."""
     from recsys_tasks.metrics import expected_rank, ndcg_from_rank
 
@@ -135,19 +135,26 @@ def next_item_ndcg(vectors: np.ndarray, steps: np.ndarray, k: int = 10, chunk: i
         scores = v[before] @ v.T
         scores[np.arange(len(before)), before] = -np.inf
         gains.append(ndcg_from_rank(expected_rank(scores, after), k))
-    return float(np.concatenate(gains).mean()) if gains else float("nan")
+    return np.concatenate(gains) if gains else np.zeros(0)
 
 
 def text_gate(base: np.ndarray, tuned: np.ndarray, sequences: list[np.ndarray], k: int = 10,
               max_users: int = 5_000, seed: int = 0) -> dict:
-    """Judge tonight's tuned text against the base MiniLM on each user's last step (which the tuning never saw):
-    the tuned text is adopted only when it ranks those next items higher (NDCG@k by text cosine alone)."""
+    """Judge tonight's tuned text against the base MiniLM on each user's last step (which the tuning never saw).
+
+    The tuned text is adopted only when it ranks those next items higher (NDCG@k by text cosine alone) by more than
+    one standard error of the per-user gain: a gain inside the exam's noise would flip the night's text, and every
+    list with it, from one night to the next."""
     steps = last_steps(sequences)
     if len(steps) > max_users:
         steps = steps[np.sort(np.random.default_rng(seed).choice(len(steps), max_users, replace=False))]
     base_ndcg, tuned_ndcg = next_item_ndcg(base, steps, k), next_item_ndcg(tuned, steps, k)
-    return {"exam_users": int(len(steps)), "k": k, "base_ndcg": round(base_ndcg, 4),
-            "tuned_ndcg": round(tuned_ndcg, 4), "adopted": bool(len(steps) and tuned_ndcg > base_ndcg)}
+    gain = tuned_ndcg - base_ndcg
+    mean = float(gain.mean()) if len(gain) else 0.0
+    se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
+    return {"exam_users": int(len(steps)), "k": k, "base_ndcg": round(float(base_ndcg.mean()), 4) if len(gain) else None,
+            "tuned_ndcg": round(float(tuned_ndcg.mean()), 4) if len(gain) else None, "gain": round(mean, 4),
+            "gain_se": round(se, 4) if np.isfinite(se) else None, "adopted": bool(mean > se)}
 
 
 def record_gate(models_dir: Path, ds: date, gate: dict) -> None:

@@ -63,18 +63,26 @@ def test_night_embeddings_tune_once_and_encode_only_new_texts(tmp_path):
     np.testing.assert_allclose(again[:6], first, atol=1e-6)
 
 
-def test_gate_adopts_tuned_text_only_when_it_ranks_the_next_items_higher():
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=(40, 16)).astype(np.float32)
+def _text_where(aligned_steps) -> np.ndarray:
+    """40 orthogonal item texts (every other item ties at NDCG 0), except that shopper j's next item 2j + 1 reads
+    like the item before it, 2j (NDCG 1), for each j in aligned_steps."""
+    vectors = np.eye(40, dtype=np.float32)
+    for j in aligned_steps:
+        vectors[2 * j + 1] = vectors[2 * j]
+    return vectors
+
+
+def test_gate_adopts_tuned_text_only_when_it_ranks_the_next_items_higher_beyond_noise():
     # each shopper's last step goes from item 2j to item 2j + 1; a repeat or a one-event history is no exam
     sequences = [np.asarray([39, 2 * j, 2 * j + 1]) for j in range(18)] + [np.asarray([3, 5, 5]), np.asarray([7])]
-    assert last_steps(sequences).tolist() == [[2 * j, 2 * j + 1] for j in range(18)]
-    aligned = base.copy()
-    aligned[1::2] = aligned[0::2] + 0.05 * rng.normal(size=(20, 16))  # the later item's text next to the earlier's
-    assert next_item_ndcg(aligned, last_steps(sequences)) == 1.0  # rank 0 for everyone: the item itself left out
-    assert next_item_ndcg(base, last_steps(sequences)) < 0.5
-    gate = text_gate(base, aligned, sequences)
-    assert gate["adopted"] and gate["exam_users"] == 18 and gate["tuned_ndcg"] > gate["base_ndcg"]
-    assert not text_gate(aligned, base, sequences)["adopted"]  # worse text is not adopted
+    steps = last_steps(sequences)
+    assert steps.tolist() == [[2 * j, 2 * j + 1] for j in range(18)]
+    base = _text_where(range(5))
+    np.testing.assert_allclose(next_item_ndcg(base, steps), [1.0] * 5 + [0.0] * 13)
+    gate = text_gate(base, _text_where(range(18)), sequences)  # 13 shoppers gain, none lose
+    assert gate["adopted"] and gate["exam_users"] == 18 and gate["gain"] == round(13 / 18, 4) > gate["gain_se"]
+    assert not text_gate(_text_where(range(18)), base, sequences)["adopted"]  # worse text is not adopted
     assert not text_gate(base, base.copy(), sequences)["adopted"]  # nor text that is no better
-    assert not text_gate(base, aligned, [np.asarray([1])])["adopted"]  # nothing to judge by: the base stays
+    noisy = text_gate(base, _text_where(range(2, 8)), sequences)  # 3 gain, 2 lose: a gain inside the exam's noise
+    assert 0 < noisy["gain"] < noisy["gain_se"] and not noisy["adopted"]
+    assert not text_gate(base, base, [np.asarray([1])])["adopted"]  # nothing to judge by: the base stays
