@@ -80,7 +80,8 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
     The encoder is tuned once a night, in train_candidates, on pairs from the training window only (never the
     holdout), warm-started from the previous night; train_served reuses it and encodes only texts it lacks.
     Each user's last step is kept from the tuning as the gate's exam: the tuned text is used only when it ranks
-    those next items higher than the base MiniLM does (text_gate); else every model keeps the base embeddings.
+    those next items higher than the base MiniLM does, beyond the exam's noise (text_gate); else every model keeps
+    the base embeddings.
     """
     if not any(m in LANGUAGE_MODELS for m in settings.models) or texts is None or data.item_text_embedding is None:
         return None
@@ -107,7 +108,7 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
         record_gate(settings.models_dir, ds, report["gate"])
     if not report["gate"]["adopted"]:
         return {"tuned": False, **report, "reason": "tonight's tuned MiniLM ranked the users' last next items no "
-                "higher than the base MiniLM (gate): the base embeddings are used"}
+                "higher than the base MiniLM beyond one standard error (gate): the base embeddings are used"}
     data.item_text_embedding = embedding
     return {"tuned": True, **report}
 
