@@ -94,13 +94,14 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
     if not tune and not (settings.models_dir / ds.isoformat() / ENCODER_DIR / "model").exists():
         # the candidates were compared on the base embeddings: the served refit keeps them
         return {"tuned": False, "reason": "no encoder was tuned tonight: the base MiniLM embeddings are used"}
-    pairs = len(consecutive_pairs(data.user_sequences or []))
+    sequences = data.user_sequences or []
+    tuned_on = [s[:-1] for s in sequences]  # each user's last step is the gate's exam, not tuning material
+    pairs = len(consecutive_pairs(tuned_on))
     if pairs < settings.text_tuning_min_pairs:
         return {"tuned": False, "pairs": pairs,
                 "reason": f"{pairs} behaviour pairs < text_tuning_min_pairs: the base MiniLM embeddings are used"}
-    sequences = data.user_sequences or []
     embedding, report = night_embeddings(
-        settings.models_dir, ds, texts, [s[:-1] for s in sequences], tune=tune, device=settings.lm_device,
+        settings.models_dir, ds, texts, tuned_on, tune=tune, device=settings.lm_device,
         time_budget_s=settings.text_tuning_time_budget_s or None, max_steps=settings.text_tuning_max_steps,
         batch_size=settings.text_tuning_batch_size, trainable_layers=settings.text_tuning_layers)
     if "gate" not in report:  # judged once a night, on the window the encoder was tuned on (older nights: now)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from recsys_tasks import text_encoder
+from recsys_tasks.metrics import expected_rank, ndcg_from_rank
 from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything, torch_device
 from recsys_tasks.models.sequences import consecutive_pairs
 
@@ -125,8 +126,6 @@ def last_steps(sequences: list[np.ndarray]) -> np.ndarray:
 def next_item_ndcg(vectors: np.ndarray, steps: np.ndarray, k: int = 10, chunk: int = 1024) -> np.ndarray:
     """Return each step's NDCG@k of its later item among all items, ranked by text cosine to the earlier one
     (the earlier item itself left out)."""
-    from recsys_tasks.metrics import expected_rank, ndcg_from_rank
-
     v = np.asarray(vectors, dtype=np.float32)
     v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
     gains = []
