@@ -95,6 +95,8 @@ class Settings:
     text_tuning_min_pairs: int = 5_000  # int: fewer behaviour pairs than this keep the base MiniLM (too little signal)
     text_tuning_batch_size: int = 32  # int: pairs per tuning step on the CPU (256 on CUDA)
     text_tuning_layers: int = 2  # int: top MiniLM layers tuned; the lower ones stay frozen
+    text_gate_margin_se: float = 1.0  # float: the tuned text is used when its exam gain exceeds this many standard
+    # errors of the per-shopper gain (0: any gain; higher: the base MiniLM until the tuned one is clearly better)
     extra: dict = field(default_factory=dict)  # dict: source-specific knobs
 
     @property

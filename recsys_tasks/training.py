@@ -105,11 +105,14 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
         time_budget_s=settings.text_tuning_time_budget_s or None, max_steps=settings.text_tuning_max_steps,
         batch_size=settings.text_tuning_batch_size, trainable_layers=settings.text_tuning_layers)
     if "gate" not in report:  # judged once a night, on the window the encoder was tuned on (older nights: now)
-        report["gate"] = text_gate(data.item_text_embedding, embedding, sequences)
+        report["gate"] = text_gate(data.item_text_embedding, embedding, sequences,
+                                   margin=settings.text_gate_margin_se)
         record_gate(settings.models_dir, ds, report["gate"])
     if not report["gate"]["adopted"]:
+        margin = report["gate"].get("margin_se", 1.0)  # verdicts written before the setting: one standard error
         return {"tuned": False, **report, "reason": "tonight's tuned MiniLM ranked the users' last next items no "
-                "higher than the base MiniLM beyond one standard error (gate): the base embeddings are used"}
+                f"higher than the base MiniLM beyond {margin:g} standard errors of the gain (text_gate_margin_se): "
+                "the base embeddings are used"}
     data.item_text_embedding = embedding
     return {"tuned": True, **report}
 

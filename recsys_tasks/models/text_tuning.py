@@ -138,22 +138,24 @@ def next_item_ndcg(vectors: np.ndarray, steps: np.ndarray, k: int = 10, chunk: i
 
 
 def text_gate(base: np.ndarray, tuned: np.ndarray, sequences: list[np.ndarray], k: int = 10,
-              max_users: int = 5_000, seed: int = 0) -> dict:
+              max_users: int = 5_000, seed: int = 0, margin: float = 1.0) -> dict:
     """Judge tonight's tuned text against the base MiniLM on each user's last step (which the tuning never saw).
 
     The tuned text is adopted only when it ranks those next items higher (NDCG@k by text cosine alone) by more than
-    one standard error of the per-user gain: a gain inside the exam's noise would flip the night's text, and every
-    list with it, from one night to the next."""
+    `margin` standard errors of the per-user gain: a gain inside the exam's noise would flip the night's text, and
+    every list with it, from one night to the next. margin 0 adopts any gain; nothing to judge by adopts nothing."""
     steps = last_steps(sequences)
     if len(steps) > max_users:
         steps = steps[np.sort(np.random.default_rng(seed).choice(len(steps), max_users, replace=False))]
+    verdict = {"exam_users": int(len(steps)), "k": k, "base_ndcg": None, "tuned_ndcg": None, "gain": 0.0,
+               "gain_se": None, "margin_se": margin, "adopted": False}
+    if len(steps) < 2:  # no standard error without two shoppers
+        return verdict
     base_ndcg, tuned_ndcg = next_item_ndcg(base, steps, k), next_item_ndcg(tuned, steps, k)
     gain = tuned_ndcg - base_ndcg
-    mean = float(gain.mean()) if len(gain) else 0.0
-    se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
-    return {"exam_users": int(len(steps)), "k": k, "base_ndcg": round(float(base_ndcg.mean()), 4) if len(gain) else None,
-            "tuned_ndcg": round(float(tuned_ndcg.mean()), 4) if len(gain) else None, "gain": round(mean, 4),
-            "gain_se": round(se, 4) if np.isfinite(se) else None, "adopted": bool(mean > se)}
+    mean, se = float(gain.mean()), float(gain.std(ddof=1) / np.sqrt(len(gain)))
+    return {**verdict, "base_ndcg": round(float(base_ndcg.mean()), 4), "tuned_ndcg": round(float(tuned_ndcg.mean()), 4),
+            "gain": round(mean, 4), "gain_se": round(se, 4), "adopted": bool(mean > margin * se and mean > 0)}
 
 
 def record_gate(models_dir: Path, ds: date, gate: dict) -> None:

@@ -85,4 +85,10 @@ def test_gate_adopts_tuned_text_only_when_it_ranks_the_next_items_higher_beyond_
     assert not text_gate(base, base.copy(), sequences)["adopted"]  # nor text that is no better
     noisy = text_gate(base, _text_where(range(2, 8)), sequences)  # 3 gain, 2 lose: a gain inside the exam's noise
     assert 0 < noisy["gain"] < noisy["gain_se"] and not noisy["adopted"]
-    assert not text_gate(base, base, [np.asarray([1])])["adopted"]  # nothing to judge by: the base stays
+    # a shop that sets text_gate_margin_se 0 takes any gain; a stricter margin refuses even the clear one
+    assert text_gate(base, _text_where(range(2, 8)), sequences, margin=0.0)["adopted"]
+    assert not text_gate(base, base.copy(), sequences, margin=0.0)["adopted"]  # no gain is still no gain
+    strict = text_gate(base, _text_where(range(18)), sequences, margin=gate["gain"] / gate["gain_se"] + 0.1)
+    assert not strict["adopted"] and strict["margin_se"] > 1
+    nothing = text_gate(base, base, [np.asarray([1])])  # nothing to judge by: the base stays
+    assert not nothing["adopted"] and nothing["exam_users"] == 0 and nothing["base_ndcg"] is None
