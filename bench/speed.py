@@ -137,6 +137,19 @@ def teacher_against_student(teacher, student, users: np.ndarray, k: int, device:
     return scoring
 
 
+def chosen_teacher_weights(protocol: str, fallback: tuple[float, float]) -> tuple[float, float]:
+    """Return the teacher's (prior, buy-again) weights that bench.quality picked on validation for a protocol, from
+    results/quality.json; `fallback` (the documented pick) when that file has no such record yet."""
+    path = RESULTS / "quality.json"
+    records = json.loads(path.read_text()) if path.exists() else []
+    picked = [r["weights"] for r in records
+              if r.get("protocol") == protocol and r.get("model") == "teacher" and "weights" in r]
+    if not picked:
+        log.info("no teacher weights for protocol %s in %s: using %s", protocol, path, fallback)
+        return fallback
+    return float(picked[-1][0]), float(picked[-1][1])
+
+
 def online_retail_scoring(device: torch.device, seconds: float, ceiling_gflops: float) -> dict:
     """Return teacher against student scoring on protocol B's test split (top-20), each fitted in `seconds`."""
     from bench.quality import PRIOR_LAMBDA, retail_descriptions, retail_split_with_text
@@ -144,8 +157,9 @@ def online_retail_scoring(device: torch.device, seconds: float, ceiling_gflops: 
     data = retail_split_with_text(rb.retail_purchases(rb.DATASETS_DIR), retail_descriptions(rb.DATASETS_DIR),
                                   "test").data
     # the (prior, buy-again) weights validation chose on protocol B, and its student (bench/README.md)
-    teacher = training_rate("teacher", {**TEACHER["B"], "prior_weight": 0.25, "prior_lambda": PRIOR_LAMBDA["B"],
-                                        "buy_again_weight": 4.0}, data, device, seconds)["fitted"]
+    prior_weight, buy_again_weight = chosen_teacher_weights("B", fallback=(0.25, 4.0))
+    teacher = training_rate("teacher", {**TEACHER["B"], "prior_weight": prior_weight, "prior_lambda": PRIOR_LAMBDA["B"],
+                                        "buy_again_weight": buy_again_weight}, data, device, seconds)["fitted"]
     student = training_rate("student", STUDENT["B"], data, device, seconds, teacher=teacher)["fitted"]
     out = teacher_against_student(teacher, student, np.arange(data.n_users), rb.RETAIL_K, device, ceiling_gflops)
     return {"users": data.n_users, "items": data.n_items, "student_width": int(student.item_vectors.shape[1]), **out}
@@ -206,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     result["encoding"] = encoding_rate(texts, device)
     data, _ = rb.scientific_split(sequences, n_items, "test")
     data.item_text_embedding = base_embeddings("amazon-scientific", texts)
-    teacher_run = training_rate("teacher", {**TEACHER["A"], "prior_weight": 0.5}, data, device, args.seconds)
+    prior_weight, _ = chosen_teacher_weights("A", fallback=(0.25, 0.0))
+    teacher_run = training_rate("teacher", {**TEACHER["A"], "prior_weight": prior_weight}, data, device, args.seconds)
     teacher = teacher_run.pop("fitted")
     student_run = training_rate("student", STUDENT["A"], data, device, args.seconds, teacher=teacher)
     student = student_run.pop("fitted")
