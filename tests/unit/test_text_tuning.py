@@ -1,4 +1,5 @@
 """Domain tuning of the bundled MiniLM: the contrastive loss, a few real steps, warm starts and the night's cache."""
+import json
 from datetime import date
 
 import numpy as np
@@ -61,6 +62,24 @@ def test_night_embeddings_tune_once_and_encode_only_new_texts(tmp_path):
     again, report = night_embeddings(tmp_path, date(2024, 3, 1), TEXTS, sequences, tune=False, device="cpu")
     assert report["texts_encoded"] == 2 and report["steps"] == 1  # the night's encoder is reused, not re-tuned
     np.testing.assert_allclose(again[:6], first, atol=1e-6)
+
+
+def test_a_rerun_of_the_night_replays_the_steps_its_first_run_took(tmp_path):
+    day, sequences = date(2024, 3, 1), [np.asarray([0, 4, 1]), np.asarray([5, 1]), np.asarray([2, 6, 3, 7])]
+    recipe = {"max_steps": 5, "batch_size": 4, "time_budget_s": 600.0, "device": "cpu"}
+    _, first = night_embeddings(tmp_path, day, TEXTS, sequences, tune=True, **recipe)
+    assert first["steps"] == 5 and not first["replayed_steps"]
+    # as if the first run's machine had managed two steps in its time cap: the retry runs two, not five
+    report_path = tmp_path / day.isoformat() / "text_encoder" / "tuning.json"
+    report_path.write_text(json.dumps({**json.loads(report_path.read_text()), "steps": 2}))
+    retried, report = night_embeddings(tmp_path, day, TEXTS, sequences, tune=True, **recipe)
+    assert report["steps"] == 2 and report["replayed_steps"]
+    # the same two seeded steps as a night capped at two: the retry reproduces that encoder exactly
+    two, _ = night_embeddings(tmp_path / "other", day, TEXTS, sequences, tune=True, **{**recipe, "max_steps": 2})
+    np.testing.assert_allclose(retried, two, atol=1e-6)
+    # a night whose data changed is tuned afresh under its own caps
+    _, report = night_embeddings(tmp_path, day, TEXTS, sequences + [np.asarray([3, 0])], tune=True, **recipe)
+    assert report["steps"] == 5 and not report["replayed_steps"]
 
 
 def _text_where(aligned_steps) -> np.ndarray:
