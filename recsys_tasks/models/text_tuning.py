@@ -7,7 +7,6 @@ On CUDA the forward runs under bf16 autocast with large batches; on the CPU the 
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import time
@@ -78,10 +77,13 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
                  time_budget_s: float | None = 60.0, max_steps: int = 1000, batch_size: int = 32,
                  cuda_batch_size: int = 256, lr: float = 3e-5, trainable_layers: int | None = 2,
                  max_seq_length: int = 64, scale: float = 20.0, device: str | None = None, seed: int = 0,
-                 replay_steps: int | None = None) -> dict:
+                 earlier: dict | None = None) -> dict:
     """Fine-tune on (item, item) index pairs into texts; save the weights to out_dir/model and return a report.
 
-    replay_steps: run exactly this many steps, with no time cap (a re-run of a night; see replayed_steps)."""
+    earlier: the report of an earlier run of the same night. When it was tuned from the same start, on as many pairs
+    and with the same caps, batch and layers, this run replays its step count with no time cap: a time cap stops
+    after as many steps as the machine managed, so otherwise a re-run of the night (a retry, a backfill) would tune a
+    different encoder, could flip the gate's verdict and change every list. Else the caps decide, as on a first run."""
     from sentence_transformers import SentenceTransformer
 
     started = time.perf_counter()
@@ -93,8 +95,12 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
     params = _trainable(model, trainable_layers)
     optimiser = torch.optim.AdamW(params, lr=lr)
     batch = batch_size_for(dev, batch_size, cuda_batch_size)
-    budget = TimeBudget(time_budget_s if replay_steps is None else None)
-    last_step = max_steps if replay_steps is None else replay_steps
+    recipe = {"start_from": str(source), "pairs": int(len(pairs)), "max_steps": max_steps,
+              "time_budget_s": time_budget_s, "batch_size": batch, "trainable_layers": trainable_layers}
+    replay = (earlier is not None and isinstance(earlier.get("steps"), int)
+              and all(earlier.get(key) == value for key, value in recipe.items()))
+    budget = TimeBudget(None if replay else time_budget_s)
+    last_step = earlier["steps"] if replay else max_steps
     losses, steps = [], 0
     model.train()
     if len(pairs) >= 2:
@@ -112,9 +118,7 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
     model.eval()
     target = Path(out_dir) / "model"
     model.save(str(target))
-    report = {"start_from": str(source), "warm_start": start_from is not None, "pairs": int(len(pairs)),
-              "steps": steps, "max_steps": max_steps, "time_budget_s": time_budget_s,
-              "replayed_steps": replay_steps is not None, "batch_size": batch, "trainable_layers": trainable_layers,
+    report = {**recipe, "warm_start": start_from is not None, "steps": steps, "replayed_steps": replay,
               "device": str(dev),
               "first_loss": round(float(np.mean(losses[:10])), 4) if losses else None,
               "last_loss": round(float(np.mean(losses[-10:])), 4) if losses else None,
@@ -187,27 +191,6 @@ def encode_items(model_dir: Path, texts: list[str], batch_size: int = 128, devic
     return text_encoder.encode_with_progress(model, texts, batch_size, "items encoded (tuned encoder)")
 
 
-def replayed_steps(report_path: Path, start_from: Path | None, pairs: np.ndarray, device: str | None,
-                   tuning: dict) -> int | None:
-    """Return the step count to replay when this night was tuned before from the same start, on the same pairs and
-    with the same caps and recipe; else None (a first run, or a night whose data or settings changed: tune afresh).
-
-    A time cap stops the tuning after as many steps as the machine managed, so without this a re-run of the night
-    (a retry, a backfill) would tune a different encoder, could flip the gate's verdict and change every list."""
-    if not Path(report_path).exists():
-        return None
-    earlier = json.loads(Path(report_path).read_text())
-    recipe = {name: p.default for name, p in inspect.signature(tune_encoder).parameters.items()
-              if p.default is not inspect.Parameter.empty} | tuning
-    source = Path(start_from) if start_from is not None else text_encoder.base_model_path()
-    same = {"start_from": str(source), "pairs": int(len(pairs)), "max_steps": recipe["max_steps"],
-            "time_budget_s": recipe["time_budget_s"], "trainable_layers": recipe["trainable_layers"],
-            "batch_size": batch_size_for(torch_device(device), recipe["batch_size"], recipe["cuda_batch_size"])}
-    if any(earlier.get(key) != value for key, value in same.items()) or not isinstance(earlier.get("steps"), int):
-        return None
-    return earlier["steps"]
-
-
 def night_embeddings(models_dir: Path, ds: date, texts: list[str], sequences: list[np.ndarray], *,
                      tune: bool, pair_gap: int = 1, device: str | None = None, **tuning) -> tuple[np.ndarray, dict]:
     """Return the night's tuned embedding of every text, tuning models/<ds>/text_encoder first when asked.
@@ -219,9 +202,9 @@ def night_embeddings(models_dir: Path, ds: date, texts: list[str], sequences: li
     report_path = out / "tuning.json"
     if tune or not (out / "model" / "config.json").exists():
         pairs = consecutive_pairs(sequences, max_gap=pair_gap)
-        start_from = previous_weights(models_dir, ds)
-        report = tune_encoder(texts, pairs, out, start_from=start_from, device=device, **tuning,
-                              replay_steps=replayed_steps(report_path, start_from, pairs, device, tuning))
+        earlier = json.loads(report_path.read_text()) if report_path.exists() else None  # a re-run of the night
+        report = tune_encoder(texts, pairs, out, start_from=previous_weights(models_dir, ds), device=device,
+                              earlier=earlier, **tuning)
         (out / "item_embeddings.npz").unlink(missing_ok=True)
     else:
         report = json.loads(report_path.read_text())
