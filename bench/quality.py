@@ -353,9 +353,10 @@ def retail_sequences(purchases: pl.DataFrame, data: TrainingData, cutoff: dt.dat
 
 
 def retail_split_with_text(purchases: pl.DataFrame, descriptions: dict[str, str], split: str, text: str = "base",
-                           tune_seconds: float = 0.0):
-    """Return protocol B's split (valid | test) with the users' timed sequences and the items' text vectors."""
-    cutoff = rb.RETAIL_CUTOFFS[split]
+                           tune_seconds: float = 0.0, cutoff: dt.date | None = None):
+    """Return protocol B's split (valid | test; or any other name at `cutoff`) with the users' timed sequences and
+    the items' text vectors (cached under the split's name)."""
+    cutoff = rb.RETAIL_CUTOFFS[split] if cutoff is None else cutoff
     s = rb.retail_split(purchases, cutoff)
     retail_sequences(purchases, s.data, cutoff)
     texts = [descriptions.get(i, i) for i in s.data.items]

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import reference_baselines as rb
-from bench.quality import (GBDT, RESULTS, base_embeddings, retail_descriptions, retail_records, retail_sequences,
-                           value)
+from bench.quality import GBDT, RESULTS, retail_descriptions, retail_records, retail_split_with_text, value
 from recsys_tasks.models import NextPurchaseGBDT, build_model
 
 MONTHS = tuple(dt.date(2011, m, 1) for m in range(3, 10))  # 2011-09-01 + 30 days is the data's last day
@@ -32,10 +31,7 @@ CHRISTMAS = re.compile(r"christmas|xmas|advent|santa|reindeer|nativity|bauble", 
 
 def month_row(purchases, descriptions: dict[str, str], cutoff: dt.date) -> dict:
     """Fit the three models at one cut-off and describe its targets."""
-    s = rb.retail_split(purchases, cutoff)
-    retail_sequences(purchases, s.data, cutoff)
-    s.data.item_text_embedding = base_embeddings(f"online-retail-{cutoff}",
-                                                 [descriptions.get(i, i) for i in s.data.items])
+    s = retail_split_with_text(purchases, descriptions, str(cutoff), cutoff=cutoff)
     targets = s.targets["all"]
     new_to_user = targets - targets.multiply(s.history[s.eval_users["all"]])
     christmas = np.array([bool(CHRISTMAS.search(descriptions.get(i, ""))) for i in s.data.items])
