@@ -8,7 +8,7 @@ LANDING ?=
 DS ?=
 export RECSYS_HOME
 
-.PHONY: run test test-fast bench bench-quality bench-speed clean-data airflow airflow-stop ui-deps
+.PHONY: run test test-fast bench bench-quality bench-speed clean-data airflow airflow-stop airflow-status airflow-heal ui-deps
 AIRFLOW_PORT ?= 8080
 
 $(BIN)/.installed: requirements.lock pyproject.toml
@@ -52,6 +52,13 @@ clean-data:
 ## dags/ and plugins/, no examples; prints the admin password (generated on the first start, kept in .airflow/)
 airflow: $(BIN)/.installed
 	$(BIN)/python scripts/airflow_local.py start --port $(AIRFLOW_PORT)
+
+## which of the local Airflow's components run; heal starts again one that exited (standalone does not)
+airflow-status:
+	@$(BIN)/python scripts/airflow_local.py status
+
+airflow-heal:
+	@$(BIN)/python scripts/airflow_local.py heal
 
 ## stop the local Airflow (its whole process group)
 airflow-stop:

@@ -1,6 +1,7 @@
 """A real `airflow standalone` for the UI tests, started and stopped by scripts/airflow_local.py (as `make airflow`)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -9,12 +10,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "airflow_local.py"
 DAG_ID = "recsys_nightly"
+_spec = importlib.util.spec_from_file_location("airflow_local", SCRIPT)
+airflow_local = importlib.util.module_from_spec(_spec)  # the script's status helpers, for the tests' own checks
+_spec.loader.exec_module(airflow_local)
+HEAL_EVERY_S = 10  # how often a wait checks that no Airflow component has exited
 
 
 def free_port() -> int:
@@ -44,10 +50,12 @@ def _json(raw: bytes) -> dict:
 
 @dataclass
 class Api:
-    """Airflow's REST API (v2) with a JWT from /auth/token."""
+    """Airflow's REST API (v2) with a JWT from /auth/token; its waits start again a server component that exited."""
 
     base: str
+    airflow_home: Path | None = None  # where `airflow_local.py heal` finds the server
     token: str = ""
+    healed: list[str] = field(default_factory=list)  # what the waits started again, one line each
 
     def login(self, password: str) -> "Api":
         self.token = self.call("POST", "/auth/token", {"username": "admin", "password": password})[1]["access_token"]
@@ -84,10 +92,28 @@ class Api:
         status, body = self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances")
         return {t["task_id"]: t["state"] for t in body.get("task_instances", [])} if status == 200 else {}
 
+    def heal(self) -> None:
+        """Start again a server component that has exited (Airflow's scheduler can, on SQLite), with a warning."""
+        if self.airflow_home is None:
+            return
+        done = control("heal", self.airflow_home, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        for line in done.stdout.splitlines():
+            if "started again" in line:
+                self.healed.append(line)
+                warnings.warn(f"Airflow component exited during the UI tests: {line}")
+
     def wait_for(self, wanted, timeout: float, what: str):
-        """Poll the runs until wanted(runs) returns something true, and return that; fail at once when a run fails."""
+        """Poll the runs until wanted(runs) returns something true, and return that; fail at once when a run fails.
+
+        Every HEAL_EVERY_S it starts again a component that has exited: a dead scheduler runs nothing, and `airflow
+        standalone` does not restart it."""
         deadline = time.monotonic() + timeout
+        next_heal = time.monotonic() + HEAL_EVERY_S
         while True:
+            if time.monotonic() >= next_heal:
+                self.heal()
+                next_heal = time.monotonic() + HEAL_EVERY_S
             runs = self.runs()
             done = wanted(runs)
             if done:

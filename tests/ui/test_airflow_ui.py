@@ -4,12 +4,16 @@ One scenario on a tiny demo shop whose logs end yesterday (Y); the tests run in 
 1. the trigger form runs day Y with top_k changed to 7;
 2. the backfill form runs Y-3..Y-2 (oldest first) with top_k 5;
 3. the REST API refuses invalid parameters before any task runs;
-4. a REST API backfill re-runs Y with top_k 4: its lists are replaced, not appended to;
+   then the scheduler exits (as it once did on its own, see scripts/airflow_local.py) and `heal` starts it again;
+4. a REST API backfill re-runs Y with top_k 4 on that scheduler: its lists are replaced, not appended to;
 5. the Recommendations page shows the latest run, the charts, validation with its data docs, and one user's list.
 Screenshots go to tests/ui/screenshots/.
 """
 from __future__ import annotations
 
+import os
+import signal
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +23,7 @@ import pytest
 
 from recsys_tasks import demo_logs
 from tests.ui import browser
-from tests.ui.airflow_server import DAG_ID, Api, control, free_port
+from tests.ui.airflow_server import DAG_ID, Api, airflow_local, control, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(browser.missing()), reason=browser.missing() or "")]
 
@@ -59,7 +63,7 @@ def stack(tmp_path_factory) -> Stack:
         assert "127.0.0.1" in started.stdout and "admin / " in started.stdout
         password = started.stdout.split("admin / ", 1)[1].split()[0]
         base = f"http://127.0.0.1:{port}"
-        yield Stack(base, password, home, airflow_home, yesterday, Api(base).login(password))
+        yield Stack(base, password, home, airflow_home, yesterday, Api(base, airflow_home).login(password))
     finally:
         stopped = control("stop", airflow_home)
         print(stopped.stdout)
@@ -176,6 +180,29 @@ def test_rest_api_refuses_invalid_parameters_before_any_task_runs(stack):
         "dag_run_conf": {"source": "no-such-source"}, "max_active_runs": 1})
     assert 400 <= status < 500 and "source" in str(body), (status, body)
     assert stack.api.runs() == before
+
+
+def until(check, timeout: float, what: str):
+    """Poll check() every second until it returns something true, and return that; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not (done := check()):
+        assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f}s"
+        time.sleep(1)
+    return done
+
+
+def test_heal_starts_a_scheduler_that_exited_again(stack):
+    scheduler = airflow_local.running_components(stack.airflow_home)["scheduler"]
+    assert scheduler, control("status", stack.airflow_home).stdout
+    os.kill(min(scheduler), signal.SIGTERM)  # its main process: it exits its loop as it did on its own, runs nothing
+    status = until(lambda: (s := control("status", stack.airflow_home)).returncode == 4 and s, 60, "scheduler exit")
+    assert "scheduler EXITED" in status.stdout and "api-server up" in status.stdout, status.stdout
+    healed = control("heal", stack.airflow_home)
+    assert healed.returncode == 0 and "scheduler had exited: started again" in healed.stdout, healed.stdout
+    assert "dag-processor" not in healed.stdout  # only what had exited
+    until(lambda: airflow_local.healthy(int(stack.base.rsplit(":", 1)[1])), 120, "healed scheduler heartbeat")
+    assert control("status", stack.airflow_home).returncode == 0
+    assert control("heal", stack.airflow_home).stdout.strip() == "every component is running"
 
 
 def test_rest_api_backfill_re_runs_a_day_and_replaces_its_lists(stack):
