@@ -74,6 +74,11 @@ def model_params(settings: Settings, name: str) -> dict:
     }.get(name, {})
 
 
+def tunes_text(settings: Settings) -> bool:
+    """Return True when a language model is among the night's candidates, so the night tunes (or reuses) MiniLM."""
+    return any(m in LANGUAGE_MODELS for m in settings.models)
+
+
 def language_text(settings: Settings, ds: date, data, texts: list[str] | None, tune: bool) -> dict | None:
     """Give data the night's domain-tuned text embeddings when a language model is a candidate; return the report.
 
@@ -83,7 +88,7 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
     those next items higher than the base MiniLM does, beyond the exam's noise (text_gate); else every model keeps
     the base embeddings.
     """
-    if not any(m in LANGUAGE_MODELS for m in settings.models) or texts is None or data.item_text_embedding is None:
+    if not tunes_text(settings) or texts is None or data.item_text_embedding is None:
         return None
     if settings.text_tuning_max_steps <= 0:
         return {"tuned": False, "reason": "text_tuning_max_steps is 0: the base MiniLM embeddings are used"}
@@ -96,12 +101,12 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
         return {"tuned": False, "reason": "no encoder was tuned tonight: the base MiniLM embeddings are used"}
     sequences = data.user_sequences or []
     tuned_on = [s[:-1] for s in sequences]  # each user's last step is the gate's exam, not tuning material
-    pairs = len(consecutive_pairs(tuned_on))
-    if pairs < settings.text_tuning_min_pairs:
-        return {"tuned": False, "pairs": pairs,
-                "reason": f"{pairs} behaviour pairs < text_tuning_min_pairs: the base MiniLM embeddings are used"}
+    pairs = consecutive_pairs(tuned_on)
+    if len(pairs) < settings.text_tuning_min_pairs:
+        return {"tuned": False, "pairs": len(pairs), "reason": f"{len(pairs)} behaviour pairs < "
+                "text_tuning_min_pairs: the base MiniLM embeddings are used"}
     embedding, report = night_embeddings(
-        settings.models_dir, ds, texts, tuned_on, tune=tune, device=settings.lm_device,
+        settings.models_dir, ds, texts, pairs, tune=tune, device=settings.lm_device,
         time_budget_s=settings.text_tuning_time_budget_s or None, max_steps=settings.text_tuning_max_steps,
         batch_size=settings.text_tuning_batch_size, trainable_layers=settings.text_tuning_layers)
     if "gate" not in report:  # judged once a night, on the window the encoder was tuned on (older nights: now)
@@ -151,7 +156,7 @@ def train_candidates(settings: Settings, ds: date, run_id: str) -> dict:
         holdout = Holdout.for_day(con, ds, settings.holdout_days)
         build_interactions(con, settings, "interactions_holdout", holdout.start)
         data = load_training_data(con, settings, "interactions_holdout", holdout.start, ds)
-        texts = item_inputs(con, ds, data.items).texts
+        texts = item_inputs(con, ds, data.items).texts if tunes_text(settings) else None
     window = {"train_until": holdout.start, "holdout_until": holdout.until, "ds": ds,
               "text_encoder": language_text(settings, ds, data, texts, tune=True)}
     fitted: dict = {}
@@ -305,7 +310,8 @@ def train_served(settings: Settings, ds: date, run_id: str) -> dict:
                             [ds, name]).fetchall()
         window = first_row(con, "SELECT min(dt), max(dt) FROM staging.events")
         parts = choice["blend"]["parts"] if name == Blend.name else [name]
-        texts = item_inputs(con, ds, data.items).texts  # the served refit reads the text its candidate was judged on
+        # the served refit reads the text its candidate was judged on
+        texts = item_inputs(con, ds, data.items).texts if tunes_text(settings) else None
     manifest = {"ds": ds, "data_from": window[0], "data_until": window[1], "choice": choice,
                 "holdout_metrics": [dict(zip(("track", "metric", "value"), e)) for e in evals],
                 "text_encoder": language_text(settings, ds, data, texts, tune=False)}

@@ -7,6 +7,7 @@ On CUDA the forward runs under bf16 autocast with large batches; on the CPU the 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -19,7 +20,6 @@ import torch
 from recsys_tasks import text_encoder
 from recsys_tasks.metrics import expected_rank, ndcg_from_rank
 from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything, torch_device
-from recsys_tasks.models.sequences import consecutive_pairs
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,15 @@ def contrastive_loss(a: torch.Tensor, b: torch.Tensor, a_ids: torch.Tensor, b_id
                   + torch.nn.functional.cross_entropy(logits.T.masked_fill(clash.T, float("-inf")), target))
 
 
+def tuning_data_hash(texts: list[str], pairs: np.ndarray) -> str:
+    """Return a fingerprint of what a tuning learns from: the (item, item) pairs, in order, and every item text."""
+    digest = hashlib.sha256(np.ascontiguousarray(pairs, dtype=np.int64).tobytes())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
 def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_from: Path | None = None,
                  time_budget_s: float | None = 60.0, max_steps: int = 1000, batch_size: int = 32,
                  cuda_batch_size: int = 256, lr: float = 3e-5, trainable_layers: int | None = 2,
@@ -80,10 +89,11 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
                  earlier: dict | None = None) -> dict:
     """Fine-tune on (item, item) index pairs into texts; save the weights to out_dir/model and return a report.
 
-    earlier: the report of an earlier run of the same night. When it was tuned from the same start, on as many pairs
-    and with the same caps, batch and layers, this run replays its step count with no time cap: a time cap stops
-    after as many steps as the machine managed, so otherwise a re-run of the night (a retry, a backfill) would tune a
-    different encoder, could flip the gate's verdict and change every list. Else the caps decide, as on a first run."""
+    earlier: the report of an earlier run of the same night. When it was tuned from the same start, on the same
+    pairs of the same texts and with the same caps and recipe, this run replays its step count with no time cap: a
+    time cap stops after as many steps as the machine managed, so otherwise a re-run of the night (a retry, a
+    backfill) would tune a different encoder, could flip the gate's verdict and change every list. Else the caps
+    decide, as on a first run."""
     from sentence_transformers import SentenceTransformer
 
     started = time.perf_counter()
@@ -95,8 +105,10 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
     params = _trainable(model, trainable_layers)
     optimiser = torch.optim.AdamW(params, lr=lr)
     batch = batch_size_for(dev, batch_size, cuda_batch_size)
-    recipe = {"start_from": str(source), "pairs": int(len(pairs)), "max_steps": max_steps,
-              "time_budget_s": time_budget_s, "batch_size": batch, "trainable_layers": trainable_layers}
+    recipe = {"start_from": str(source), "pairs": int(len(pairs)), "data": tuning_data_hash(texts, pairs),
+              "max_steps": max_steps, "time_budget_s": time_budget_s, "batch_size": batch,
+              "trainable_layers": trainable_layers, "lr": lr, "max_seq_length": max_seq_length, "scale": scale,
+              "seed": seed}
     replay = (earlier is not None and isinstance(earlier.get("steps"), int)
               and all(earlier.get(key) == value for key, value in recipe.items()))
     budget = TimeBudget(None if replay else time_budget_s)
@@ -191,17 +203,17 @@ def encode_items(model_dir: Path, texts: list[str], batch_size: int = 128, devic
     return text_encoder.encode_with_progress(model, texts, batch_size, "items encoded (tuned encoder)")
 
 
-def night_embeddings(models_dir: Path, ds: date, texts: list[str], sequences: list[np.ndarray], *,
-                     tune: bool, pair_gap: int = 1, device: str | None = None, **tuning) -> tuple[np.ndarray, dict]:
+def night_embeddings(models_dir: Path, ds: date, texts: list[str], pairs: np.ndarray, *,
+                     tune: bool, device: str | None = None, **tuning) -> tuple[np.ndarray, dict]:
     """Return the night's tuned embedding of every text, tuning models/<ds>/text_encoder first when asked.
 
+    pairs: the night's behaviour pairs (indices into texts; models.sequences.consecutive_pairs) to tune on.
     tune=False reuses the night's encoder when it exists (the served refit after the candidates' night).
     Embeddings are kept in item_embeddings.npz by text hash, so a refit encodes only texts it has not seen.
     """
     out = Path(models_dir) / ds.isoformat() / ENCODER_DIR
     report_path = out / "tuning.json"
     if tune or not (out / "model" / "config.json").exists():
-        pairs = consecutive_pairs(sequences, max_gap=pair_gap)
         earlier = json.loads(report_path.read_text()) if report_path.exists() else None  # a re-run of the night
         report = tune_encoder(texts, pairs, out, start_from=previous_weights(models_dir, ds), device=device,
                               earlier=earlier, **tuning)

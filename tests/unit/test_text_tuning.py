@@ -55,11 +55,11 @@ def test_tuning_pulls_pairs_together_saves_and_warm_starts(tmp_path):
 
 
 def test_night_embeddings_tune_once_and_encode_only_new_texts(tmp_path):
-    sequences = [np.asarray([0, 4, 1]), np.asarray([5, 1])]
-    first, report = night_embeddings(tmp_path, date(2024, 3, 1), TEXTS[:6], sequences, tune=True, max_steps=1,
+    pairs = consecutive_pairs([np.asarray([0, 4, 1]), np.asarray([5, 1])])
+    first, report = night_embeddings(tmp_path, date(2024, 3, 1), TEXTS[:6], pairs, tune=True, max_steps=1,
                                      batch_size=4, time_budget_s=None, device="cpu")
     assert first.shape == (6, 384) and report["texts_encoded"] == 6 and report["pairs"] == 3
-    again, report = night_embeddings(tmp_path, date(2024, 3, 1), TEXTS, sequences, tune=False, device="cpu")
+    again, report = night_embeddings(tmp_path, date(2024, 3, 1), TEXTS, pairs, tune=False, device="cpu")
     assert report["texts_encoded"] == 2 and report["steps"] == 1  # the night's encoder is reused, not re-tuned
     np.testing.assert_allclose(again[:6], first, atol=1e-6)
 
@@ -67,19 +67,30 @@ def test_night_embeddings_tune_once_and_encode_only_new_texts(tmp_path):
 def test_a_rerun_of_the_night_replays_the_steps_its_first_run_took(tmp_path):
     day, sequences = date(2024, 3, 1), [np.asarray([0, 4, 1]), np.asarray([5, 1]), np.asarray([2, 6, 3, 7])]
     recipe = {"max_steps": 5, "batch_size": 4, "time_budget_s": 600.0, "device": "cpu"}
-    _, first = night_embeddings(tmp_path, day, TEXTS, sequences, tune=True, **recipe)
+    pairs = consecutive_pairs(sequences)
+    _, first = night_embeddings(tmp_path, day, TEXTS, pairs, tune=True, **recipe)
     assert first["steps"] == 5 and not first["replayed_steps"]
     # as if the first run's machine had managed two steps in its time cap: the retry runs two, not five
     report_path = tmp_path / day.isoformat() / "text_encoder" / "tuning.json"
     report_path.write_text(json.dumps({**json.loads(report_path.read_text()), "steps": 2}))
-    retried, report = night_embeddings(tmp_path, day, TEXTS, sequences, tune=True, **recipe)
+    retried, report = night_embeddings(tmp_path, day, TEXTS, pairs, tune=True, **recipe)
     assert report["steps"] == 2 and report["replayed_steps"]
     # the same two seeded steps as a night capped at two: the retry reproduces that encoder exactly
-    two, _ = night_embeddings(tmp_path / "other", day, TEXTS, sequences, tune=True, **{**recipe, "max_steps": 2})
+    two, _ = night_embeddings(tmp_path / "other", day, TEXTS, pairs, tune=True, **{**recipe, "max_steps": 2})
     np.testing.assert_allclose(retried, two, atol=1e-6)
-    # a night whose data changed is tuned afresh under its own caps
-    _, report = night_embeddings(tmp_path, day, TEXTS, sequences + [np.asarray([3, 0])], tune=True, **recipe)
-    assert report["steps"] == 5 and not report["replayed_steps"]
+    # a night whose data or recipe changed is tuned afresh under its own caps: one more pair; as many pairs, one of
+    # them another; the same pairs of one changed item text; another learning rate
+    changes = [(sequences + [np.asarray([3, 0])], TEXTS, {}),
+               ([np.asarray([0, 4, 2]), *sequences[1:]], TEXTS, {}),
+               (sequences, [TEXTS[0] + " (new edition)", *TEXTS[1:]], {}),
+               (sequences, TEXTS, {"lr": 1e-4})]
+    for changed_sequences, texts, setting in changes:
+        report_path.write_text(json.dumps({**json.loads(report_path.read_text()), "steps": 2}))
+        changed_pairs = consecutive_pairs(changed_sequences)
+        _, report = night_embeddings(tmp_path, day, texts, changed_pairs, tune=True, **recipe, **setting)
+        assert report["steps"] == 5 and not report["replayed_steps"], setting or report["pairs"]
+        _, report = night_embeddings(tmp_path, day, TEXTS, pairs, tune=True, **recipe)  # back to the first
+        assert report["steps"] == 5 and not report["replayed_steps"]  # (its report now says 5 were taken)
 
 
 def _text_where(aligned_steps) -> np.ndarray:
