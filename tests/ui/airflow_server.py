@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +55,6 @@ class Api:
     base: str
     airflow_home: Path | None = None  # where `airflow_local.py heal` finds the server
     token: str = ""
-    healed: list[str] = field(default_factory=list)  # what the waits started again, one line each
 
     def login(self, password: str) -> "Api":
         self.token = self.call("POST", "/auth/token", {"username": "admin", "password": password})[1]["access_token"]
@@ -100,7 +99,6 @@ class Api:
         assert done.returncode == 0, done.stdout + done.stderr
         for line in done.stdout.splitlines():
             if "started again" in line:
-                self.healed.append(line)
                 warnings.warn(f"Airflow component exited during the UI tests: {line}")
 
     def wait_for(self, wanted, timeout: float, what: str):
