@@ -62,8 +62,14 @@ def record_failure(context):
     on_task_failure(context)
 
 
+# a hung task is ended after RECSYS_TASK_TIMEOUT_H hours (then retried); a run still going after RECSYS_RUN_TIMEOUT_H
+# fails, so the next night (max_active_runs=1) is not held up behind it
+TASK_TIMEOUT = timedelta(hours=float(os.environ.get("RECSYS_TASK_TIMEOUT_H") or 6))
+RUN_TIMEOUT = timedelta(hours=float(os.environ.get("RECSYS_RUN_TIMEOUT_H") or 23))
+
 default_args = {
     "owner": "recsys",
+    "execution_timeout": TASK_TIMEOUT,
     "retries": 2,  # transient failures (a locked file, a lost worker); bad data raises AirflowFailException: no retry
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
@@ -95,6 +101,7 @@ with DAG(
     start_date=pendulum.datetime(2010, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=RUN_TIMEOUT,
     params=PARAMS,
     default_args=default_args,
     tags=["recsys"],

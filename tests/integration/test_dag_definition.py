@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import timedelta
 
 from tests.integration.pipeline_runner import REPO, load_dag
 
@@ -45,6 +46,16 @@ def test_dag_structure_params_pool_and_assets(airflow_db):
     outlets = {a.uri for a in dag.get_task("publish").outlets}
     assert "recsys://analytics/recs/user_topk" in outlets
     assert all(dag.get_task(t).retries == 2 for t in order)
+    assert dag.dagrun_timeout == timedelta(hours=23)  # a stuck night fails instead of holding up the next ones
+    assert all(dag.get_task(t).execution_timeout == timedelta(hours=6) for t in dag.task_ids)
+
+
+def test_task_and_run_timeouts_come_from_the_environment(airflow_db, monkeypatch):
+    monkeypatch.setenv("RECSYS_TASK_TIMEOUT_H", "0.5")
+    monkeypatch.setenv("RECSYS_RUN_TIMEOUT_H", "2")
+    dag = load_dag()
+    assert dag.dagrun_timeout == timedelta(hours=2)
+    assert {dag.get_task(t).execution_timeout for t in dag.task_ids} == {timedelta(minutes=30)}
 
 
 def test_invalid_params_are_refused_before_any_task_runs(airflow_db):
