@@ -197,10 +197,17 @@ def test_heal_starts_a_scheduler_that_exited_again(stack):
     os.kill(min(scheduler), signal.SIGTERM)  # its main process: it exits its loop as it did on its own, runs nothing
     status = until(lambda: (s := control("status", stack.airflow_home)).returncode == 4 and s, 60, "scheduler exit")
     assert "scheduler EXITED" in status.stdout and "api-server up" in status.stdout, status.stdout
+    healed_at = datetime.now(timezone.utc)
     healed = control("heal", stack.airflow_home)
     assert healed.returncode == 0 and "scheduler had exited: started again" in healed.stdout, healed.stdout
     assert "dag-processor" not in healed.stdout  # only what had exited
-    until(lambda: airflow_local.healthy(int(stack.base.rsplit(":", 1)[1])), 120, "healed scheduler heartbeat")
+
+    def heartbeat_since_heal():
+        status, health = stack.api.call("GET", "/api/v2/monitor/health")
+        beat = (health.get("scheduler") or {}).get("latest_scheduler_heartbeat") if status == 200 else None
+        return beat and datetime.fromisoformat(beat) > healed_at and health["scheduler"]["status"] == "healthy"
+
+    until(heartbeat_since_heal, 120, "the healed scheduler's heartbeat")
     assert control("status", stack.airflow_home).returncode == 0
     assert control("heal", stack.airflow_home).stdout.strip() == "every component is running"
 
