@@ -53,12 +53,12 @@ clean-data:
 airflow: $(BIN)/.installed
 	$(BIN)/python scripts/airflow_local.py start --port $(AIRFLOW_PORT)
 
-## which of the local Airflow's components run; heal starts again one that exited (standalone does not)
+## which of the local Airflow's components run; heal starts again one that exited or hung (standalone does not)
 airflow-status:
-	@$(BIN)/python scripts/airflow_local.py status
+	@$(BIN)/python scripts/airflow_local.py status --port $(AIRFLOW_PORT)
 
 airflow-heal:
-	@$(BIN)/python scripts/airflow_local.py heal
+	@$(BIN)/python scripts/airflow_local.py heal --port $(AIRFLOW_PORT)
 
 ## stop the local Airflow (its whole process group)
 airflow-stop:

@@ -20,7 +20,8 @@ DAG_ID = "recsys_nightly"
 _spec = importlib.util.spec_from_file_location("airflow_local", SCRIPT)
 airflow_local = importlib.util.module_from_spec(_spec)  # the script's status helpers, for the tests' own checks
 _spec.loader.exec_module(airflow_local)
-HEAL_EVERY_S = 10  # how often a wait checks that no Airflow component has exited
+HEAL_EVERY_S = 10  # how often a wait checks that no Airflow component has exited or hung
+HUNG_AFTER_S = 180  # a component silent this long in a tiny run has hung; RUN_TIMEOUT_S (420) leaves time to recover
 
 
 def free_port() -> int:
@@ -92,20 +93,21 @@ class Api:
         return {t["task_id"]: t["state"] for t in body.get("task_instances", [])} if status == 200 else {}
 
     def heal(self) -> None:
-        """Start again a server component that has exited (Airflow's scheduler can, on SQLite), with a warning."""
+        """Start again a server component that has exited (Airflow's scheduler can, on SQLite) or hung, with a
+        warning."""
         if self.airflow_home is None:
             return
-        done = control("heal", self.airflow_home, timeout=60)
+        done = control("heal", self.airflow_home, "--hung-after", str(HUNG_AFTER_S), timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
         for line in done.stdout.splitlines():
             if "started again" in line:
-                warnings.warn(f"Airflow component exited during the UI tests: {line}")
+                warnings.warn(f"Airflow component exited or hung during the UI tests: {line}")
 
     def wait_for(self, wanted, timeout: float, what: str):
         """Poll the runs until wanted(runs) returns something true, and return that; fail at once when a run fails.
 
-        Every HEAL_EVERY_S it starts again a component that has exited: a dead scheduler runs nothing, and `airflow
-        standalone` does not restart it."""
+        Every HEAL_EVERY_S it starts again a component that has exited or hung: a dead scheduler runs nothing, and
+        `airflow standalone` does not restart it."""
         deadline = time.monotonic() + timeout
         next_heal = time.monotonic() + HEAL_EVERY_S
         while True:

@@ -5,6 +5,7 @@ One scenario on a tiny demo shop whose logs end yesterday (Y); the tests run in 
 2. the backfill form runs Y-3..Y-2 (oldest first) with top_k 5;
 3. the REST API refuses invalid parameters before any task runs;
    then the scheduler exits (as it once did on its own, see scripts/airflow_local.py) and `heal` starts it again;
+   then it hangs (SIGSTOP: alive, no heartbeat) and `heal` ends it and starts it again;
 4. a REST API backfill re-runs Y with top_k 4 on that scheduler: its lists are replaced, not appended to;
 5. the Recommendations page shows the latest run, the charts, validation with its data docs, and one user's list.
 Screenshots go to tests/ui/screenshots/.
@@ -191,6 +192,13 @@ def until(check, timeout: float, what: str):
     return done
 
 
+def heartbeat_since(stack, moment: datetime):
+    """Return True when the API reports a healthy scheduler whose latest heartbeat is later than moment."""
+    status, health = stack.api.call("GET", "/api/v2/monitor/health")
+    beat = (health.get("scheduler") or {}).get("latest_scheduler_heartbeat") if status == 200 else None
+    return bool(beat) and datetime.fromisoformat(beat) > moment and health["scheduler"]["status"] == "healthy"
+
+
 def test_heal_starts_a_scheduler_that_exited_again(stack):
     scheduler = airflow_local.running_components(stack.airflow_home)["scheduler"]
     assert scheduler, control("status", stack.airflow_home).stdout
@@ -201,15 +209,33 @@ def test_heal_starts_a_scheduler_that_exited_again(stack):
     healed = control("heal", stack.airflow_home)
     assert healed.returncode == 0 and "scheduler had exited: started again" in healed.stdout, healed.stdout
     assert "dag-processor" not in healed.stdout  # only what had exited
-
-    def heartbeat_since_heal():
-        status, health = stack.api.call("GET", "/api/v2/monitor/health")
-        beat = (health.get("scheduler") or {}).get("latest_scheduler_heartbeat") if status == 200 else None
-        return beat and datetime.fromisoformat(beat) > healed_at and health["scheduler"]["status"] == "healthy"
-
-    until(heartbeat_since_heal, 120, "the healed scheduler's heartbeat")
+    until(lambda: heartbeat_since(stack, healed_at), 120, "the healed scheduler's heartbeat")
     assert control("status", stack.airflow_home).returncode == 0
     assert control("heal", stack.airflow_home).stdout.strip() == "every component is running"
+
+
+def test_heal_ends_and_restarts_a_scheduler_that_hangs(stack):
+    hung_after = ("--hung-after", "20")  # seconds; the default (300) would make this test slow
+    scheduler = airflow_local.running_components(stack.airflow_home)["scheduler"]
+    assert scheduler and control("status", stack.airflow_home, *hung_after).returncode == 0
+    os.kill(min(scheduler), signal.SIGSTOP)  # alive, runs nothing, beats no more: what a deadlock looks like
+    try:
+        status = until(lambda: (s := control("status", stack.airflow_home, *hung_after)).returncode == 4 and s, 90,
+                       "scheduler reported hung")
+        assert "scheduler HUNG (no heartbeat for" in status.stdout and "dag-processor up" in status.stdout, status.stdout
+        healed_at = datetime.now(timezone.utc)
+        healed = control("heal", stack.airflow_home, *hung_after)
+    finally:
+        for pid in scheduler:  # a failed assertion must not leave later tests a stopped scheduler
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert "scheduler hung (no heartbeat for" in healed.stdout and "scheduler had hung: started again" in healed.stdout
+    assert all(airflow_local.process_gone(pid) for pid in scheduler), healed.stdout  # ended, not left beside the new one
+    until(lambda: heartbeat_since(stack, healed_at), 120, "the new scheduler's heartbeat")
+    assert control("status", stack.airflow_home, *hung_after).returncode == 0
 
 
 def test_rest_api_backfill_re_runs_a_day_and_replaces_its_lists(stack):
