@@ -15,6 +15,7 @@ MODEL_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE
 # Sources the ingest stage understands; "landing" and "demo" both read the contract layout.
 SOURCES = ("landing", "demo", "online-retail", "amazon-reviews")
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating")
+PRECISIONS = ("auto", "bf16", "fp32")  # lm_precision: what the language models compute in (models/device.py)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Settings:
     feedback_bootstrap: int = 200  # int: bootstrap resamples behind each feedback confidence interval
     # the language-model models (recsys_tasks/models/teacher.py, student.py, text_tuning.py; README "Language models")
     lm_device: str = "auto"  # str: torch device of teacher, student and text tuning: auto (CUDA when present) | cpu | cuda
+    lm_precision: str = "auto"  # str: auto (bf16 on a GPU that supports it, else fp32) | bf16 (CPUs with AMX too) | fp32
     lm_dim: int = 64  # int: teacher width (item and history vectors)
     lm_layers: int = 2  # int: teacher transformer blocks
     lm_heads: int = 2  # int: teacher attention heads
@@ -179,6 +181,9 @@ def load_settings(params: dict | None = None, environ: dict | None = None) -> Se
     source = overrides.get("source", base.source)
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    precision = overrides.get("lm_precision", base.lm_precision)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown lm_precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     merged = {**{k: _coerce(k, v, getattr(base, k)) for k, v in SOURCE_DEFAULTS.get(source, {}).items()}}
     # environment and run parameters beat the source defaults
     merged.update(overrides)

@@ -69,11 +69,13 @@ def encode_with_progress(model, texts: list[str], batch_size: int, what: str = "
         parts.append(model.encode(texts[lo:lo + chunk], batch_size=batch_size, normalize_embeddings=True,
                                   convert_to_numpy=True, show_progress_bar=False))
         progress.advance(len(parts[-1]))
-    out = np.concatenate(parts) if parts else np.zeros((0, DIM), dtype=np.float32)
+    out = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, DIM), dtype=np.float32)
+    # a bf16 model normalises in bf16 (norms off by up to ~0.4%): unit length again in float32
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     took = time.perf_counter() - started
     log.info("encoded %d texts in %.1fs (%.0f texts/s) on %s", len(texts), took, len(texts) / max(took, 1e-9),
              model.device)
-    return np.asarray(out, dtype=np.float32)
+    return out
 
 
 def cached_embeddings(con, texts: list[str], model_key: str = BASE_MODEL, batch_size: int = 128,

@@ -49,7 +49,8 @@ def teacher_params(settings: Settings) -> dict:
             "horizon_days": settings.lm_horizon_days or None,
             "prior_weight": settings.lm_prior_weight, "prior_lambda": settings.ease_lambda,
             "prior_max_items": settings.ease_max_items, "full_softmax_max_items": settings.lm_full_softmax_max_items,
-            "time_budget_s": settings.lm_time_budget_s or None, "device": settings.lm_device}
+            "time_budget_s": settings.lm_time_budget_s or None, "device": settings.lm_device,
+            "precision": settings.lm_precision}
 
 
 def model_params(settings: Settings, name: str) -> dict:
@@ -63,7 +64,7 @@ def model_params(settings: Settings, name: str) -> dict:
                 "prior_boost": settings.student_prior_boost,
                 "full_softmax_max_items": settings.lm_full_softmax_max_items,
                 "time_budget_s": settings.lm_time_budget_s or None, "device": settings.lm_device,
-                "teacher_params": teacher_params(settings)}
+                "precision": settings.lm_precision, "teacher_params": teacher_params(settings)}
     return {
         "ease": {"lam": settings.ease_lambda, "max_items": settings.ease_max_items},
         "itemknn": {"neighbours": settings.knn_neighbours},
@@ -106,7 +107,7 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
         return {"tuned": False, "pairs": len(pairs), "reason": f"{len(pairs)} behaviour pairs < "
                 "text_tuning_min_pairs: the base MiniLM embeddings are used"}
     embedding, report = night_embeddings(
-        settings.models_dir, ds, texts, pairs, tune=tune, device=settings.lm_device,
+        settings.models_dir, ds, texts, pairs, tune=tune, device=settings.lm_device, precision=settings.lm_precision,
         time_budget_s=settings.text_tuning_time_budget_s or None, max_steps=settings.text_tuning_max_steps,
         batch_size=settings.text_tuning_batch_size, trainable_layers=settings.text_tuning_layers)
     if "gate" not in report:  # judged once a night, on the window the encoder was tuned on (older nights: now)

@@ -1,4 +1,9 @@
-"""Where the language-model models run: CUDA when present (bf16 autocast, large batches), else the CPU."""
+"""Where the language-model models run: CUDA when present (bf16 autocast, large batches), else the CPU.
+
+Precision ("auto" | "bf16" | "fp32", setting lm_precision): "auto" computes in bf16 on a CUDA GPU that supports it
+(Ampere and later) and in fp32 elsewhere; "bf16" also on the CPU (worth it on CPUs with AMX or AVX512-BF16, slower
+on others; the tests use it to run the GPU's mixed-precision path on the CPU); "fp32" never casts.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -6,6 +11,8 @@ import random
 
 import numpy as np
 import torch
+
+from recsys_tasks.config import PRECISIONS
 
 
 def torch_device(name: str | None = None) -> torch.device:
@@ -15,10 +22,19 @@ def torch_device(name: str | None = None) -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device):
-    """Return a bf16 autocast context on CUDA and a no-op on the CPU (CPU bf16 matmuls are slower than fp32)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Return True when the models compute in bf16 on this device at this precision setting."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision (setting lm_precision) must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "auto":  # pre-Ampere GPUs (T4, V100) emulate bf16 slowly: fp32 there
+        return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    return precision == "bf16"
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """Return a bf16 autocast context where uses_bf16 says so, else a no-op."""
+    if uses_bf16(device, precision):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -56,12 +56,12 @@ def train_net(net: SequenceNet, windows: Windows, n_items: int, *, epochs: int, 
               weight_decay: float, budget: TimeBudget, device: torch.device, generator: torch.Generator,
               full_softmax_max_items: int, negatives: int, mask_history: bool = False,
               extra_loss: Callable[[SequenceNet, int], torch.Tensor] | None = None,
-              window_weight: float = 1.0, label: str = "epochs") -> list[float]:
+              window_weight: float = 1.0, label: str = "epochs", precision: str = "auto") -> list[float]:
     """Train on every window for `epochs` passes or until the budget is spent; return the mean loss of each pass.
 
     mask_history: the items a user already has are no competitors in the softmax (shops that never re-buy).
     extra_loss(net, step) is added to window_weight x the windows' loss (the student's distillation term).
-    label names the model in the progress line each epoch logs ("teacher epochs").
+    label names the model in the progress line each epoch logs ("teacher epochs"). precision: device.autocast's.
     """
     progress = Progress(label, epochs, "epochs", every_s=0.0, logger=log, limit_s=budget.seconds)
     net.to(device).train()
@@ -76,7 +76,7 @@ def train_net(net: SequenceNet, windows: Windows, n_items: int, *, epochs: int, 
         losses = []
         for rows in batches:
             loss = torch.zeros((), device=device)
-            with autocast(device):
+            with autocast(device, precision):
                 if len(rows):
                     cols = trimmed(windows.tokens[rows])
                     tokens = torch.as_tensor(windows.tokens[rows][:, cols], device=device)

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys_tasks.models.base import Recommender, TrainingData
-from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything
+from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything, uses_bf16
 from recsys_tasks.models.sequence_net import PooledEncoder, SequenceNet, mask_seen
 from recsys_tasks.models.sequence_training import all_items, sampled_items, train_net
 from recsys_tasks.models.sequences import histories, sequence_ages, training_windows
@@ -44,9 +44,9 @@ class Student(SequenceRecommender):
                  temperature: float = 1.0, full_softmax_max_items: int = 50_000, negatives: int = 4096,
                  min_item_count: int = 1, time_budget_s: float | None = None, device: str | None = None,
                  seed: int = 0, user_residual: bool = True, distill_new: bool = True, prior_rank: int = 0,
-                 prior_boost: float = 1.0, teacher_params: dict | None = None) -> None:
+                 prior_boost: float = 1.0, teacher_params: dict | None = None, precision: str = "auto") -> None:
         super().__init__()
-        self._init_sequence(dim, max_len, id_dropout, repeat_aware, device, seed)
+        self._init_sequence(dim, max_len, id_dropout, repeat_aware, device, seed, precision)
         self.target_window = target_window  # int: each position predicts the distinct items of the next N events
         self.horizon_days = horizon_days  # float | None: with time stamps, targets = items of the next N days instead
         self.epochs = epochs  # int: passes over every window (fewer when the time budget runs out)
@@ -85,7 +85,8 @@ class Student(SequenceRecommender):
                 "negatives": self.negatives, "min_item_count": self.min_item_count,
                 "time_budget_s": self.time_budget_s, "device": self.device, "seed": self.seed,
                 "user_residual": self.user_residual, "distill_new": self.distill_new,
-                "prior_rank": self.prior_rank, "prior_boost": self.prior_boost, "teacher_params": self.teacher_params}
+                "prior_rank": self.prior_rank, "prior_boost": self.prior_boost, "teacher_params": self.teacher_params,
+                "precision": self.precision}
 
     def with_teacher(self, teacher: Teacher) -> "Student":
         """Distil from an already fitted teacher (fitted on the same data) instead of fitting one."""
@@ -143,9 +144,10 @@ class Student(SequenceRecommender):
             weight_decay=self.weight_decay, budget=budget, device=device, generator=generator,
             full_softmax_max_items=self.full_softmax_max_items, negatives=self.negatives,
             mask_history=not self.uses_repeats, extra_loss=kd if self.distill_weight > 0 else None,
-            window_weight=self.ground_truth_weight, label="student epochs")
+            window_weight=self.ground_truth_weight, label="student epochs", precision=self.precision)
         self._export(device, again, prior)
         self.fit_report = {"device": str(device), "windows": len(windows), "epochs_run": len(losses),
+                           "bf16": uses_bf16(device, self.precision),
                            "loss_by_epoch": [round(x, 4) for x in losses], "repeat_aware": self.uses_repeats,
                            "teacher_seconds": round(teacher_seconds, 2),
                            "prior_rank": 0 if prior is None else prior[0].shape[1],
@@ -161,7 +163,7 @@ class Student(SequenceRecommender):
         a carried prior's factors are appended to both, its learned weight x prior_boost folded into the users'."""
         net = self.net.to(device).eval()
         _, position = all_items(self.n_items, device)
-        with autocast(device):
+        with autocast(device, self.precision):
             vectors = net.tower(None)
             scale = net.log_scale.exp() / np.sqrt(self.dim)
             users, bonus_rows, bonus_cols, bonus_vals = [], [], [], []

@@ -19,7 +19,8 @@ import torch
 
 from recsys_tasks.models.base import Evidence, Recommender, TrainingData
 from recsys_tasks.models.ease import EASE
-from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything, torch_device
+from recsys_tasks.models.device import (TimeBudget, autocast, batch_size_for, seed_everything, torch_device,
+                                        uses_bf16)
 from recsys_tasks.models.net_state import build_tower, net_arrays, restore_net
 from recsys_tasks.models.sequence_net import SequenceNet, TransformerEncoder
 from recsys_tasks.models.sequence_training import all_items, train_net, trimmed
@@ -40,9 +41,11 @@ def repeat_awareness(setting: str | bool, sequences: list[np.ndarray]) -> bool:
 class SequenceRecommender(Recommender):
     """What the teacher and the student share: histories, the network, scoring the newest window, save/load."""
 
-    def _init_sequence(self, dim, max_len, id_dropout, repeat_aware, device, seed) -> None:
+    def _init_sequence(self, dim, max_len, id_dropout, repeat_aware, device, seed, precision="auto") -> None:
         self.dim, self.max_len, self.id_dropout = dim, max_len, id_dropout
         self.repeat_aware, self.device, self.seed = repeat_aware, device, seed
+        uses_bf16(torch.device("cpu"), precision)  # refuses an unknown precision before any fit
+        self.precision = precision  # str: auto (bf16 on CUDA that supports it) | bf16 | fp32 (models/device.py)
         self.net: SequenceNet | None = None
         self.tail_tokens: np.ndarray | None = None  # (n_users, max_len) int64 newest events, left-padded
         self.tail_counts: np.ndarray | None = None  # (n_users, max_len) float32 running counts of those events
@@ -80,7 +83,7 @@ class SequenceRecommender(Recommender):
         net = self.net.to(device).eval()
         _, position = all_items(self.n_items, device)
         out = np.empty((len(user_idx), self.n_items), dtype=np.float32)
-        with autocast(device):
+        with autocast(device, self.precision):
             vectors = net.tower(None)
             order = np.argsort((self.tail_tokens[user_idx] != 0).sum(axis=1), kind="stable")
             for start in range(0, len(order), chunk):
@@ -155,9 +158,9 @@ class Teacher(SequenceRecommender):
                  horizon_days: float | None = None, min_item_count: int = 1, mask_history: bool = False,
                  prior_weight: float = 0.0, prior_lambda: float = 50.0, prior_max_items: int = 20_000,
                  buy_again_weight: float = 0.0, time_budget_s: float | None = None,
-                 device: str | None = None, seed: int = 0) -> None:
+                 device: str | None = None, seed: int = 0, precision: str = "auto") -> None:
         super().__init__()
-        self._init_sequence(dim, max_len, id_dropout, repeat_aware, device, seed)
+        self._init_sequence(dim, max_len, id_dropout, repeat_aware, device, seed, precision)
         self.mask_history = mask_history  # bool: without repeats, a user's own items leave the training softmax
         self.layers = layers  # int: transformer blocks
         self.heads = heads  # int: attention heads (dim must divide by it)
@@ -191,7 +194,7 @@ class Teacher(SequenceRecommender):
                 "prior_weight": self.prior_weight, "prior_lambda": self.prior_lambda,
                 "prior_max_items": self.prior_max_items, "buy_again_weight": self.buy_again_weight,
                 "time_budget_s": self.time_budget_s,
-                "device": self.device, "seed": self.seed}
+                "device": self.device, "seed": self.seed, "precision": self.precision}
 
     def _encoder(self) -> TransformerEncoder:
         return TransformerEncoder(self.dim, self.max_len, self.layers, self.heads, self.dropout)
@@ -209,7 +212,8 @@ class Teacher(SequenceRecommender):
             batch_size=batch_size_for(device, self.batch_size, self.cuda_batch_size), lr=self.lr,
             weight_decay=self.weight_decay, budget=TimeBudget(self.time_budget_s), device=device,
             generator=generator, full_softmax_max_items=self.full_softmax_max_items, negatives=self.negatives,
-            mask_history=self.mask_history and not self.uses_repeats, label="teacher epochs")
+            mask_history=self.mask_history and not self.uses_repeats, label="teacher epochs",
+            precision=self.precision)
         self.prior = None
         if self.prior_weight > 0:
             self.prior = EASE(self.prior_lambda, self.prior_max_items, binary=True).fit(data)
@@ -217,6 +221,7 @@ class Teacher(SequenceRecommender):
         self.bought.data = np.log1p(self.bought.data).astype(np.float32)
         self.bought.eliminate_zeros()
         self.fit_report = {"device": str(device), "windows": len(windows), "epochs_run": len(losses),
+                           "bf16": uses_bf16(device, self.precision),
                            "loss_by_epoch": [round(x, 4) for x in losses], "repeat_aware": self.uses_repeats,
                            "fit_seconds": round(time.perf_counter() - started, 2)}
         log.info("teacher fit: %s", self.fit_report)

@@ -3,7 +3,8 @@
 Items bought or viewed together or one after the other are positive pairs; every other item of the batch is a
 negative (in-batch negatives, the MultipleNegativesRanking loss of Henderson et al. 2017 as sentence-transformers
 uses it): loss = CE(scale * cos(a_k, b_j), j = k), both directions, duplicates of an item masked out.
-On CUDA the forward runs under bf16 autocast with large batches; on the CPU the same loop stops at a time budget.
+On CUDA the forward runs under bf16 autocast with large batches (precision "auto"; models/device.py); on the CPU
+the same loop stops at a time budget.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import torch
 
 from recsys_tasks import text_encoder
 from recsys_tasks.metrics import expected_rank, ndcg_from_rank
-from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything, torch_device
+from recsys_tasks.models.device import (TimeBudget, autocast, batch_size_for, seed_everything, torch_device,
+                                        uses_bf16)
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +55,10 @@ def _trainable(model, layers: int | None) -> list[torch.nn.Parameter]:
     return params
 
 
-def _embed(model, texts: list[str], device: torch.device) -> torch.Tensor:
+def _embed(model, texts: list[str], device: torch.device, precision: str) -> torch.Tensor:
     features = model.preprocess(inputs=texts)
     features = {k: v.to(device) if torch.is_tensor(v) else v for k, v in features.items()}
-    with autocast(device):
+    with autocast(device, precision):
         out = model(features)["sentence_embedding"]
     return torch.nn.functional.normalize(out.float(), dim=-1)
 
@@ -86,7 +88,7 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
                  time_budget_s: float | None = 60.0, max_steps: int = 1000, batch_size: int = 32,
                  cuda_batch_size: int = 256, lr: float = 3e-5, trainable_layers: int | None = 2,
                  max_seq_length: int = 64, scale: float = 20.0, device: str | None = None, seed: int = 0,
-                 earlier: dict | None = None) -> dict:
+                 precision: str = "auto", earlier: dict | None = None) -> dict:
     """Fine-tune on (item, item) index pairs into texts; save the weights to out_dir/model and return a report.
 
     earlier: the report of an earlier run of the same night. When it was tuned from the same start, on the same
@@ -108,7 +110,7 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
     recipe = {"start_from": str(source), "pairs": int(len(pairs)), "data": tuning_data_hash(texts, pairs),
               "max_steps": max_steps, "time_budget_s": time_budget_s, "batch_size": batch,
               "trainable_layers": trainable_layers, "lr": lr, "max_seq_length": max_seq_length, "scale": scale,
-              "seed": seed}
+              "seed": seed, "bf16": uses_bf16(dev, precision)}
     replay = (earlier is not None and isinstance(earlier.get("steps"), int)
               and all(earlier.get(key) == value for key, value in recipe.items()))
     budget = TimeBudget(None if replay else time_budget_s)
@@ -118,8 +120,8 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
     if len(pairs) >= 2:
         while steps < last_step and not budget.spent():
             pick = pairs[torch.randint(0, len(pairs), (min(batch, len(pairs)),), generator=generator).numpy()]
-            a = _embed(model, [texts[i] for i in pick[:, 0]], dev)
-            b = _embed(model, [texts[i] for i in pick[:, 1]], dev)
+            a = _embed(model, [texts[i] for i in pick[:, 0]], dev, precision)
+            b = _embed(model, [texts[i] for i in pick[:, 1]], dev, precision)
             loss = contrastive_loss(a, b, torch.as_tensor(pick[:, 0], device=dev),
                                     torch.as_tensor(pick[:, 1], device=dev), scale)
             optimiser.zero_grad(set_to_none=True)
@@ -187,7 +189,8 @@ def record_gate(models_dir: Path, ds: date, gate: dict) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), "gate": gate}, indent=2))
 
 
-def encode_items(model_dir: Path, texts: list[str], batch_size: int = 128, device: str | None = None) -> np.ndarray:
+def encode_items(model_dir: Path, texts: list[str], batch_size: int = 128, device: str | None = None,
+                 precision: str = "auto") -> np.ndarray:
     """Return (len(texts), 384) L2-normalised embeddings from a tuned encoder directory (out_dir/model).
 
     Loaded afresh every time (not text_encoder's cache): a re-run of a night rewrites the same directory.
@@ -198,13 +201,14 @@ def encode_items(model_dir: Path, texts: list[str], batch_size: int = 128, devic
         return np.zeros((0, text_encoder.DIM), dtype=np.float32)
     dev = torch_device(device)
     model = SentenceTransformer(str(Path(model_dir) / "model"), device=str(dev))
-    if dev.type == "cuda":
+    if uses_bf16(dev, precision):
         model = model.to(torch.bfloat16)  # encoding only: half the memory traffic of fp32
     return text_encoder.encode_with_progress(model, texts, batch_size, "items encoded (tuned encoder)")
 
 
 def night_embeddings(models_dir: Path, ds: date, texts: list[str], pairs: np.ndarray, *,
-                     tune: bool, device: str | None = None, **tuning) -> tuple[np.ndarray, dict]:
+                     tune: bool, device: str | None = None, precision: str = "auto",
+                     **tuning) -> tuple[np.ndarray, dict]:
     """Return the night's tuned embedding of every text, tuning models/<ds>/text_encoder first when asked.
 
     pairs: the night's behaviour pairs (indices into texts; models.sequences.consecutive_pairs) to tune on.
@@ -216,7 +220,7 @@ def night_embeddings(models_dir: Path, ds: date, texts: list[str], pairs: np.nda
     if tune or not (out / "model" / "config.json").exists():
         earlier = json.loads(report_path.read_text()) if report_path.exists() else None  # a re-run of the night
         report = tune_encoder(texts, pairs, out, start_from=previous_weights(models_dir, ds), device=device,
-                              earlier=earlier, **tuning)
+                              precision=precision, earlier=earlier, **tuning)
         (out / "item_embeddings.npz").unlink(missing_ok=True)
     else:
         report = json.loads(report_path.read_text())
@@ -229,6 +233,7 @@ def night_embeddings(models_dir: Path, ds: date, texts: list[str], pairs: np.nda
     missing = list(dict.fromkeys(h for h in hashes if h not in known))
     if missing:
         by_hash = dict(zip(hashes, texts))
-        known.update(zip(missing, encode_items(out, [by_hash[h] for h in missing], device=device)))
+        known.update(zip(missing, encode_items(out, [by_hash[h] for h in missing], device=device,
+                                                 precision=precision)))
         np.savez(cache, hashes=np.asarray(list(known), dtype=str), vectors=np.stack(list(known.values())))
     return np.stack([known[h] for h in hashes]).astype(np.float32), {**report, "texts_encoded": len(missing)}

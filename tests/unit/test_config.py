@@ -23,6 +23,13 @@ def test_empty_parameters_keep_the_defaults_and_landing_defaults_to_the_demo(tmp
     assert s.holdout_days == 14 and s.landing_path == tmp_path.resolve() / "landing" / "demo"
 
 
+def test_precision_comes_from_the_environment_and_an_unknown_one_is_refused():
+    assert load_settings(environ={}).lm_precision == "auto"
+    assert load_settings(environ={"RECSYS_LM_PRECISION": "fp32"}).lm_precision == "fp32"
+    with pytest.raises(ValueError, match="unknown lm_precision 'fp16'"):
+        load_settings({"lm_precision": "fp16"}, environ={})
+
+
 def test_unknown_source_is_refused():
     with pytest.raises(ValueError, match="unknown source 'ftp'"):
         load_settings({"source": "ftp"}, environ={})

@@ -68,6 +68,19 @@ def test_distillation_moves_the_student_towards_the_teacher(chain):
                                                                               chain.interactions) + 0.3
 
 
+def test_bf16_precision_distils_on_the_cpu_as_on_a_gpu(chain, teacher):
+    # the GPU's mixed-precision path (training, distillation, export): the student still follows the chain,
+    # its exported vectors are float32 and its scores one finite product
+    mixed = small_student(precision="bf16").with_teacher(teacher).fit(chain)
+    assert mixed.fit_report["bf16"] and mixed.user_vectors.dtype == np.float32
+    assert mixed.fit_report["loss_by_epoch"][-1] < mixed.fit_report["loss_by_epoch"][0]
+    assert np.isfinite(mixed.score(np.arange(chain.n_users))).all()
+    top, _ = top_k(mixed, np.arange(chain.n_users), 1, exclude=chain.interactions)
+    last = np.asarray([s[-1] for s in chain.user_sequences])
+    taught = last < 9
+    assert (top[taught, 0] == last[taught] + 1).mean() > 0.8
+
+
 def test_each_epoch_logs_a_student_progress_line(chain, teacher, caplog):
     with caplog.at_level(logging.INFO, logger="recsys_tasks.models.sequence_training"):
         small_student(epochs=2).with_teacher(teacher).fit(chain)

@@ -221,6 +221,27 @@ def test_cuda_fit_with_bf16_autocast_scores_like_the_cpu_path(chain):
     assert model.fit_report["device"].startswith("cuda") and (top[taught, 0] == last[taught] + 1).mean() > 0.9
 
 
+def test_bf16_precision_runs_the_gpu_mixed_precision_path_on_the_cpu(chain):
+    # the CUDA path's autocast (training, scoring), here on the CPU: the chain is learned as in fp32, and the
+    # losses differ from fp32's, so the setting did change the arithmetic
+    mixed = small_teacher(epochs=15, precision="bf16").fit(chain)
+    plain = small_teacher(epochs=15, precision="fp32").fit(chain)
+    assert mixed.fit_report["bf16"] and not plain.fit_report["bf16"]
+    assert mixed.fit_report["loss_by_epoch"] != plain.fit_report["loss_by_epoch"]
+    assert mixed.fit_report["loss_by_epoch"][-1] < mixed.fit_report["loss_by_epoch"][0]
+    scores = mixed.score(np.arange(chain.n_users))
+    assert scores.dtype == np.float32 and np.isfinite(scores).all()
+    top, _ = top_k(mixed, np.arange(chain.n_users), 1, exclude=chain.interactions)
+    last = np.asarray([s[-1] for s in chain.user_sequences])
+    taught = last < 9
+    assert (top[taught, 0] == last[taught] + 1).mean() > 0.9
+
+
+def test_unknown_precision_is_refused_by_its_setting_name():
+    with pytest.raises(ValueError, match="lm_precision"):
+        small_teacher(precision="fp16")
+
+
 def test_buy_again_term_adds_log_purchases_to_standardised_scores():
     data = chain_data(repeats=True)
     model = small_teacher(epochs=2, buy_again_weight=2.0).fit(data)

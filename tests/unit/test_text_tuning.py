@@ -93,6 +93,19 @@ def test_a_rerun_of_the_night_replays_the_steps_its_first_run_took(tmp_path):
         assert report["steps"] == 5 and not report["replayed_steps"]  # (its report now says 5 were taken)
 
 
+def test_bf16_tuning_runs_the_gpu_path_on_the_cpu_and_is_no_replay_of_an_fp32_night(tmp_path):
+    day, pairs = date(2024, 3, 1), consecutive_pairs([np.asarray([0, 4, 1]), np.asarray([5, 1, 6])])
+    recipe = {"max_steps": 3, "batch_size": 4, "time_budget_s": None, "device": "cpu"}
+    plain, first = night_embeddings(tmp_path, day, TEXTS, pairs, tune=True, precision="fp32", **recipe)
+    mixed, report = night_embeddings(tmp_path, day, TEXTS, pairs, tune=True, precision="bf16", **recipe)
+    assert report["bf16"] and not first["bf16"] and not report["replayed_steps"]  # another recipe: tuned afresh
+    assert report["steps"] == 3 and np.isfinite(report["last_loss"])
+    # encoded in bf16 too (normalised in bf16: unit length again in float32), close to the fp32 encoder, not equal
+    assert mixed.dtype == np.float32 and np.allclose(np.linalg.norm(mixed, axis=1), 1.0, atol=1e-5)
+    cosine = (mixed * plain).sum(axis=1)
+    assert cosine.min() > 0.95 and not np.allclose(mixed, plain, atol=1e-4)
+
+
 def _text_where(aligned_steps) -> np.ndarray:
     """40 orthogonal item texts (every other item ties at NDCG 0), except that shopper j's next item 2j + 1 reads
     like the item before it, 2j (NDCG 1), for each j in aligned_steps."""
