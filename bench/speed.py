@@ -26,7 +26,7 @@ import torch
 from bench import reference_baselines as rb
 from bench.quality import STUDENT, TEACHER, base_embeddings, scientific_texts
 from recsys_tasks.models import top_k
-from recsys_tasks.models.device import autocast, torch_device
+from recsys_tasks.models.device import autocast, cpu_has_native_bf16, torch_device
 
 log = logging.getLogger("bench.speed")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,11 +51,12 @@ def timed(fn, device: torch.device, repeat: int = 3) -> float:
 
 
 def matmul_ceiling(device: torch.device) -> dict:
-    """Return the dense matmul rate (GFLOP/s) in fp32, and bf16 on CUDA."""
+    """Return the dense matmul rate (GFLOP/s) in fp32 and bf16 (what lm_precision=bf16 would get)."""
     out = {}
-    n = 4096 if device.type == "cuda" else 2048
-    dtypes = [torch.float32] + ([torch.bfloat16] if device.type == "cuda" else [])
-    for dtype in dtypes:
+    for dtype in (torch.float32, torch.bfloat16):
+        n = 4096 if device.type == "cuda" else 2048
+        if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
+            n = 512  # emulated bf16 runs hundreds of times slower: a smaller product keeps this to seconds
         a = torch.randn(n, n, device=device, dtype=dtype)
         b = torch.randn(n, n, device=device, dtype=dtype)
         seconds = timed(lambda: a @ b, device, repeat=5)
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     result = {"device": str(device), "device_name": name, "torch": torch.__version__,
+              "cpu_native_bf16": cpu_has_native_bf16(),
               "threads": torch.get_num_threads(), "ceilings": {**matmul_ceiling(device), **bandwidth_ceiling(device)}}
     log.info("ceilings: %s", result["ceilings"])
     sequences, n_items = rb.scientific_sequences()

@@ -11,6 +11,7 @@ from recsys_tasks.models import TrainingData, build_model, load_model, model_nam
 from recsys_tasks.models.item_inputs import tower_inputs
 from recsys_tasks.models.sequence_net import RepeatHead, TransformerEncoder, mask_seen, window_loss
 from recsys_tasks.models.sequences import last_windows, running_counts, training_windows
+from recsys_tasks.models.device import _warn_emulated_cpu_bf16, cpu_has_native_bf16, uses_bf16
 from recsys_tasks.models.teacher import Teacher, standardised
 
 N_ITEMS = 12
@@ -235,6 +236,15 @@ def test_bf16_precision_runs_the_gpu_mixed_precision_path_on_the_cpu(chain):
     last = np.asarray([s[-1] for s in chain.user_sequences])
     taught = last < 9
     assert (top[taught, 0] == last[taught] + 1).mean() > 0.9
+
+
+@pytest.mark.skipif(cpu_has_native_bf16(), reason="this CPU computes bf16 natively")
+def test_forcing_bf16_on_a_cpu_that_emulates_it_warns_once(caplog):
+    _warn_emulated_cpu_bf16.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="recsys_tasks.models.device"):
+        assert uses_bf16(torch.device("cpu"), "bf16") and uses_bf16(torch.device("cpu"), "bf16")
+        assert not uses_bf16(torch.device("cpu"), "auto")
+    assert caplog.text.count("emulated") == 1
 
 
 def test_unknown_precision_is_refused_by_its_setting_name():
