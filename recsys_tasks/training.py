@@ -133,7 +133,12 @@ def _fit_and_save(settings: Settings, name: str, data, target: Path, manifest: d
     started = time.perf_counter()
     params = model_params(settings, name) if params is None else params
     model = build_distilling(name, fitted or {}, **params)  # a student distils tonight's teacher
-    model.fit(data)
+    if name in LANGUAGE_MODELS and settings.lm_processes > 1:
+        from recsys_tasks.models.distributed import fit_in_processes  # torch: only where a language model fits
+
+        model = fit_in_processes(model, data, settings.lm_processes)
+    else:
+        model.fit(data)
     if fitted is not None:
         fitted[name] = model
     took = time.perf_counter() - started

@@ -1,0 +1,128 @@
+"""Fit the teacher or the student data-parallel over several processes with torch.distributed (one per GPU).
+
+`fit_in_processes` hands the unfitted model and the night's TrainingData to
+`python -m torch.distributed.run --standalone --nproc_per_node N -m recsys_tasks.models.distributed <workdir>`
+(torchrun). Every process builds the same windows and batches (same seed), trains on its share of each epoch's
+batches, and DistributedDataParallel averages the gradients after every step (NCCL between GPUs, one per process;
+gloo between CPU processes), so the replicas stay identical; the first process writes the fitted model back.
+The setting lm_processes picks N (1: no torchrun, the model fits in the task's own process). Across machines, run
+the same entry point under torchrun with --nnodes and a rendezvous endpoint.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+JOB, FITTED = "job.pt", "fitted.pt"  # what the task hands the processes, what the first one hands back
+
+
+def world() -> tuple[int, int]:
+    """Return (this process's rank, number of processes); (0, 1) outside torch.distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Return the module wrapped in DistributedDataParallel under torch.distributed, else the module itself."""
+    if world()[1] == 1:
+        return module
+    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    # a step may leave a part unused (the distillation's weights without a teacher list in the batch)
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+
+
+def share(batches: list, rank: int, processes: int) -> list:
+    """Return this process's batches: every processes-th from rank on, as many for each (the last few wrap)."""
+    if processes == 1:
+        return batches
+    per = math.ceil(len(batches) / processes)
+    return [batches[(rank + processes * i) % len(batches)] for i in range(per)]
+
+
+def _reduced(value: float, device: torch.device, op) -> float:
+    if world()[1] == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(tensor, op=op)
+    return float(tensor.item())
+
+
+def any_true(flag: bool, device: torch.device) -> bool:
+    """Return True on every process when flag is True on any (the processes stop together)."""
+    return _reduced(float(flag), device, dist.ReduceOp.MAX) > 0
+
+
+def mean(value: float, device: torch.device) -> float:
+    """Return the mean of value over the processes."""
+    return _reduced(value, device, dist.ReduceOp.SUM) / world()[1]
+
+
+def fingerprint(model) -> float:
+    """Return a number that differs between replicas whose fitted weights differ (the net, or exported vectors)."""
+    net = getattr(model, "net", None)
+    if net is not None:
+        return float(sum(p.detach().double().abs().sum().item() for p in net.parameters()))
+    parts = [getattr(model, name, None) for name in ("user_vectors", "item_vectors")]
+    return float(sum(np.abs(np.asarray(p, dtype=np.float64)).sum() for p in parts if p is not None))
+
+
+def fit_in_processes(model, data, processes: int, workdir: Path | None = None):
+    """Return the model fitted by `processes` torchrun processes on this machine (the task waits for them)."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if 0 < gpus < processes:
+        raise ValueError(f"lm_processes={processes} asks for one GPU per process; this machine has {gpus}")
+    with tempfile.TemporaryDirectory(prefix="recsys-ddp-", dir=workdir) as tmp:
+        job = Path(tmp)
+        torch.save({"model": model, "data": data}, job / JOB)
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                   "-m", "recsys_tasks.models.distributed", str(job)]
+        log.info("fitting %s in %d processes: %s", model.name, processes, " ".join(command))
+        done = subprocess.run(command, check=False)
+        if done.returncode != 0 or not (job / FITTED).exists():
+            raise RuntimeError(f"the {processes} torchrun processes fitting {model.name} failed (exit code "
+                               f"{done.returncode}); their output is above in this log")
+        return torch.load(job / FITTED, map_location="cpu", weights_only=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One torchrun process: fit the job's model on its share, check the replicas agree, rank 0 saves it."""
+    job = Path((argv or sys.argv[1:])[0])
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank, processes = world()
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s rank {rank}/{processes} %(name)s %(message)s")
+    try:
+        inputs = torch.load(job / JOB, map_location="cpu", weights_only=False)
+        model = inputs["model"].fit(inputs["data"])
+        model.fit_report = {**getattr(model, "fit_report", {}), "processes": processes}
+        mine = torch.tensor([fingerprint(model)], dtype=torch.float64, device="cuda" if cuda else "cpu")
+        every = [torch.zeros_like(mine) for _ in range(processes)]
+        dist.all_gather(every, mine)
+        spread = max(abs(float(x) - float(mine)) for x in every)
+        if spread > 1e-6 * max(1.0, abs(float(mine))):
+            raise RuntimeError(f"the {processes} replicas of {model.name} ended with different weights "
+                               f"(fingerprints {[round(float(x), 6) for x in every]})")
+        if rank == 0:
+            torch.save(model, job / FITTED)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Data-parallel fits under real torchrun processes (gloo on the CPU; NCCL is the same code on GPUs)."""
+import json
+from datetime import date
+
+import numpy as np
+import pytest
+
+from recsys_tasks.config import load_settings
+from recsys_tasks.models import top_k
+from recsys_tasks.models.distributed import fingerprint, fit_in_processes, share
+from recsys_tasks.training import _fit_and_save
+from tests.unit.test_student import small_student
+from tests.unit.test_teacher import chain_data, small_teacher
+
+
+def taught_share(model, data) -> float:
+    """Return the share of users (whose chain goes on) whose top item is the next link of the chain."""
+    top, _ = top_k(model, np.arange(data.n_users), 1, exclude=data.interactions)
+    last = np.asarray([s[-1] for s in data.user_sequences])
+    taught = last < 9
+    return float((top[taught, 0] == last[taught] + 1).mean())
+
+
+def test_every_process_gets_as_many_batches_and_together_they_cover_all():
+    batches = list(range(5))
+    shares = [share(batches, rank, 2) for rank in range(2)]
+    assert shares == [[0, 2, 4], [1, 3, 0]]  # the short one wraps: DDP needs the same number of steps everywhere
+    assert set(shares[0]) | set(shares[1]) == set(batches)
+    assert share(batches, 0, 1) == batches
+
+
+def test_two_processes_fit_a_teacher_that_learns_the_chain():
+    chain = chain_data()
+    model = fit_in_processes(small_teacher(), chain, 2)
+    report = model.fit_report
+    assert report["processes"] == 2 and report["epochs_run"] == 30
+    assert report["loss_by_epoch"][-1] < report["loss_by_epoch"][0] / 2
+    assert taught_share(model, chain) > 0.9
+
+
+def test_two_processes_distil_a_student_with_the_carried_prior_and_a_sampled_softmax():
+    chain = chain_data(repeats=True)
+    teacher = small_teacher(full_softmax_max_items=4, buy_again_weight=1.0, prior_weight=0.5).fit(chain)
+    model = fit_in_processes(small_student(prior_rank=4, full_softmax_max_items=4).with_teacher(teacher), chain, 2)
+    assert model.fit_report["processes"] == 2 and model.fit_report["prior_rank"] == 4
+    assert model.fit_report["loss_by_epoch"][-1] < model.fit_report["loss_by_epoch"][0]
+    scores = model.score(np.arange(chain.n_users))
+    assert np.isfinite(scores).all() and model.prior_weight is not None
+
+
+def test_a_failing_process_fails_the_fit_by_name():
+    with pytest.raises(RuntimeError, match="torchrun processes fitting teacher failed"):
+        fit_in_processes(small_teacher(), None, 2)  # no data: every process raises in fit
+
+
+def test_the_nightly_fit_runs_in_processes_when_lm_processes_asks(tmp_path):
+    settings = load_settings({"lm_processes": 2, "recsys_home": str(tmp_path)}, environ={})
+    chain = chain_data()
+    target = tmp_path / "teacher"
+    info = _fit_and_save(settings, "teacher", chain, target, {"ds": date(2024, 3, 1)},
+                         params={"dim": 16, "layers": 1, "heads": 2, "max_len": 6, "epochs": 30, "lr": 0.01,
+                                 "dropout": 0.0, "id_dropout": 0.0, "device": "cpu"})
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert info["fit_report"]["processes"] == 2 and manifest["fit_report"]["processes"] == 2
+
+
+def test_fewer_than_one_process_is_refused():
+    with pytest.raises(ValueError, match="lm_processes must be 1 or more"):
+        load_settings({"lm_processes": 0}, environ={})
+
+
+def test_the_replica_check_tells_different_weights_apart():
+    chain = chain_data()
+    a, b, c = (small_teacher(epochs=2, seed=s).fit(chain) for s in (0, 0, 1))
+    assert fingerprint(a) == fingerprint(b) != fingerprint(c)
