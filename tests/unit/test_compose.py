@@ -115,6 +115,8 @@ def test_gpu_worker_reserves_one_nvidia_gpu_and_serves_the_gpu_queue(config):
     command = worker["command"]
     assert command[command.index("--queues") + 1] == "gpu"
     assert worker["environment"]["RECSYS_GPU_QUEUE"] == "gpu"
+    assert worker["environment"]["RECSYS_LM_PROCESSES"] == "1"  # torchrun only when asked (.env)
+    assert worker["shm_size"] in ("2gb", 2 * 2**30)  # NCCL's shared memory between torchrun processes
     cpu = config["services"]["airflow-worker"]
     assert cpu["command"][cpu["command"].index("--queues") + 1] == "default" and "deploy" not in cpu
 
