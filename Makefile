@@ -8,7 +8,7 @@ LANDING ?=
 DS ?=
 export RECSYS_HOME
 
-.PHONY: run test test-fast bench bench-quality bench-speed clean-data airflow airflow-stop airflow-status airflow-heal ui-deps
+.PHONY: run test test-fast test-gpu bench bench-quality bench-speed clean-data airflow airflow-stop airflow-status airflow-heal ui-deps
 AIRFLOW_PORT ?= 8080
 
 $(BIN)/.installed: requirements.lock pyproject.toml
@@ -30,6 +30,10 @@ test: $(BIN)/.installed ui-deps
 ## unit tests only
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+## the CUDA tests only (skipped on a machine without a GPU; two-GPU ones need two)
+test-gpu: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m gpu -rs tests
 
 ## wall time and peak memory of the documented runs, into bench/results/
 bench: $(BIN)/.installed

@@ -4,6 +4,7 @@ from datetime import date
 
 import numpy as np
 import pytest
+import torch
 
 from recsys_tasks.config import load_settings
 from recsys_tasks.models import top_k
@@ -62,6 +63,22 @@ def test_the_nightly_fit_runs_in_processes_when_lm_processes_asks(tmp_path):
                                  "dropout": 0.0, "id_dropout": 0.0, "device": "cpu"})
     manifest = json.loads((target / "manifest.json").read_text())
     assert info["fit_report"]["processes"] == 2 and manifest["fit_report"]["processes"] == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_two_gpus_fit_a_teacher_with_nccl():
+    chain = chain_data()
+    model = fit_in_processes(small_teacher(device="auto"), chain, 2)
+    assert model.fit_report["processes"] == 2 and model.fit_report["device"].startswith("cuda")
+    assert taught_share(model, chain) > 0.9
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (on a CPU any process count runs, on gloo)")
+def test_more_processes_than_gpus_is_refused():
+    with pytest.raises(ValueError, match="one GPU per process"):
+        fit_in_processes(small_teacher(device="auto"), chain_data(), torch.cuda.device_count() + 1)
 
 
 def test_fewer_than_one_process_is_refused():

@@ -3,6 +3,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from recsys_tasks.models import load_model, top_k
 from recsys_tasks.models.ease import EASE
@@ -76,6 +77,19 @@ def test_bf16_precision_distils_on_the_cpu_as_on_a_gpu(chain, teacher):
     assert mixed.fit_report["loss_by_epoch"][-1] < mixed.fit_report["loss_by_epoch"][0]
     assert np.isfinite(mixed.score(np.arange(chain.n_users))).all()
     top, _ = top_k(mixed, np.arange(chain.n_users), 1, exclude=chain.interactions)
+    last = np.asarray([s[-1] for s in chain.user_sequences])
+    taught = last < 9
+    assert (top[taught, 0] == last[taught] + 1).mean() > 0.8
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_distils_in_bf16_and_exports_float32_vectors(chain):
+    teacher = small_teacher(device="cuda").fit(chain)
+    model = small_student(device="cuda").with_teacher(teacher).fit(chain)
+    assert model.fit_report["device"].startswith("cuda") and model.user_vectors.dtype == np.float32
+    assert model.fit_report["bf16"] == torch.cuda.is_bf16_supported(including_emulation=False)
+    top, _ = top_k(model, np.arange(chain.n_users), 1, exclude=chain.interactions)
     last = np.asarray([s[-1] for s in chain.user_sequences])
     taught = last < 9
     assert (top[taught, 0] == last[taught] + 1).mean() > 0.8

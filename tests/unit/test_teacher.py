@@ -213,7 +213,11 @@ def test_time_budget_stops_training_early(chain):
     assert model.fit_report["epochs_run"] < 10_000 and model.fit_report["fit_seconds"] < 30
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@needs_cuda
 def test_cuda_fit_with_bf16_autocast_scores_like_the_cpu_path(chain):
     model = small_teacher(device="cuda").fit(chain)
     top, _ = top_k(model, np.arange(chain.n_users), 1, exclude=chain.interactions)

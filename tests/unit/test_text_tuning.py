@@ -3,6 +3,7 @@ import json
 from datetime import date
 
 import numpy as np
+import pytest
 import torch
 
 from recsys_tasks.models.sequences import consecutive_pairs
@@ -104,6 +105,19 @@ def test_bf16_tuning_runs_the_gpu_path_on_the_cpu_and_is_no_replay_of_an_fp32_ni
     assert mixed.dtype == np.float32 and np.allclose(np.linalg.norm(mixed, axis=1), 1.0, atol=1e-5)
     cosine = (mixed * plain).sum(axis=1)
     assert cosine.min() > 0.95 and not np.allclose(mixed, plain, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_tunes_and_encodes_unit_vectors(tmp_path):
+    pairs = consecutive_pairs([np.asarray([0, 4, 1]), np.asarray([5, 1, 6])])
+    on_gpu, report = night_embeddings(tmp_path, date(2024, 3, 1), TEXTS, pairs, tune=True, max_steps=3,
+                                      batch_size=4, time_budget_s=None, device="cuda")
+    assert report["device"].startswith("cuda") and report["steps"] == 3
+    assert report["bf16"] == torch.cuda.is_bf16_supported(including_emulation=False)
+    assert on_gpu.dtype == np.float32 and np.allclose(np.linalg.norm(on_gpu, axis=1), 1.0, atol=1e-5)
+    on_cpu = encode_items(tmp_path / "2024-03-01" / "text_encoder", TEXTS, device="cpu")
+    assert (on_gpu * on_cpu).sum(axis=1).min() > 0.95  # the same encoder in bf16 and fp32
 
 
 def _text_where(aligned_steps) -> np.ndarray:
