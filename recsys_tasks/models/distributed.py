@@ -3,7 +3,7 @@
 `fit_in_processes` hands the unfitted model and the night's TrainingData to
 `python -m torch.distributed.run --standalone --nproc_per_node N -m recsys_tasks.models.distributed <workdir>`
 (torchrun). Every process builds the same windows and batches (same seed), trains on its share of each epoch's
-batches, and DistributedDataParallel averages the gradients after every step (NCCL between GPUs, one per process;
+batches with its own draws (sampled negatives, distilled users), and DistributedDataParallel averages the gradients after every step (NCCL between GPUs, one per process;
 gloo between CPU processes), so the replicas stay identical; the first process writes the fitted model back.
 The setting lm_processes picks N (1: no torchrun, the model fits in the task's own process). Across machines, run
 the same entry point under torchrun with --nnodes and a rendezvous endpoint.
@@ -48,6 +48,16 @@ def share(batches: list, rank: int, processes: int) -> list:
         return batches
     per = math.ceil(len(batches) / processes)
     return [batches[(rank + processes * i) % len(batches)] for i in range(per)]
+
+
+def generators(generator: torch.Generator, rank: int, processes: int) -> tuple[torch.Generator, torch.Generator]:
+    """Return (the batch order's generator, this process's own draws' generator): the order is the same on every
+    process (each takes its share of one list), the draws (sampled negatives, the users distilled) differ."""
+    if processes == 1:
+        return generator, generator
+    order = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    generator.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)) + rank)  # in place: the closures
+    return order, generator  # that draw from it (the student's distillation) see this process's stream
 
 
 def _reduced(value: float, device: torch.device, op) -> float:

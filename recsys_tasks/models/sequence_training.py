@@ -113,13 +113,14 @@ def train_net(net: SequenceNet, windows: Windows, n_items: int, *, epochs: int, 
         return loss
 
     step_loss = distributed.data_parallel(_StepLoss(net, compute), device)
+    order, generator = distributed.generators(generator, rank, world)
     history: list[float] = []
     cap = f", time cap {budget.seconds:.0f}s" if budget.seconds else ""
     step = 0
     spent = False
     for epoch in range(epochs):
         epoch_started = budget.elapsed()
-        batches = length_batches(windows, batch_size, generator) or [np.zeros(0, dtype=np.int64)]
+        batches = length_batches(windows, batch_size, order) or [np.zeros(0, dtype=np.int64)]
         mine = distributed.share(batches, rank, world)
         losses = []
         for rows in mine:

@@ -8,7 +8,7 @@ import torch
 
 from recsys_tasks.config import load_settings
 from recsys_tasks.models import top_k
-from recsys_tasks.models.distributed import fingerprint, fit_in_processes, share
+from recsys_tasks.models.distributed import fingerprint, fit_in_processes, generators, share
 from recsys_tasks.training import _fit_and_save
 from tests.unit.test_student import small_student
 from tests.unit.test_teacher import chain_data, small_teacher
@@ -90,3 +90,13 @@ def test_the_replica_check_tells_different_weights_apart():
     chain = chain_data()
     a, b, c = (small_teacher(epochs=2, seed=s).fit(chain) for s in (0, 0, 1))
     assert fingerprint(a) == fingerprint(b) != fingerprint(c)
+
+
+def test_processes_share_the_batch_order_and_draw_their_own_samples():
+    pairs = [generators(torch.Generator().manual_seed(7), rank, 2) for rank in range(2)]
+    orders = [torch.randperm(10, generator=order).tolist() for order, _ in pairs]
+    draws = [torch.randint(0, 1000, (5,), generator=own).tolist() for _, own in pairs]
+    assert orders[0] == orders[1] and draws[0] != draws[1]  # one list to share; other negatives and users
+    solo = torch.Generator().manual_seed(7)
+    order, own = generators(solo, 0, 1)
+    assert order is own is solo  # one process: the draws are those of a fit without torch.distributed
