@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,16 +99,49 @@ def fit_in_processes(model, data, processes: int, workdir: Path | None = None):
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                    "-m", "recsys_tasks.models.distributed", str(job)]
         log.info("fitting %s in %d processes: %s", model.name, processes, " ".join(command))
-        done = subprocess.run(command, check=False)
-        if done.returncode != 0 or not (job / FITTED).exists():
+        # ended with the task: on an exception here (Airflow's SIGTERM on a timeout or a cancelled run) and by the
+        # parent-death signal when the task is killed outright; torchrun stops its workers on SIGTERM, and each
+        # worker also ends with torchrun (main)
+        torchrun = subprocess.Popen(command, preexec_fn=_end_with_parent)
+        try:
+            code = torchrun.wait()
+        except BaseException:
+            _end(torchrun)
+            raise
+        if code != 0 or not (job / FITTED).exists():
             raise RuntimeError(f"the {processes} torchrun processes fitting {model.name} failed (exit code "
-                               f"{done.returncode}); their output is above in this log")
+                               f"{code}); their output is above in this log")
         return torch.load(job / FITTED, map_location="cpu", weights_only=False)
+
+
+def _end_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (PR_SET_PDEATHSIG); exit if it already has."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request was in place
+        os._exit(1)
+
+
+def _end(torchrun: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM torchrun (it stops its workers, each in a session of its own), SIGKILL it after grace seconds (its
+    workers then end by their parent-death signal)."""
+    torchrun.terminate()
+    try:
+        torchrun.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        torchrun.kill()
+        torchrun.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
     """One torchrun process: fit the job's model on its share, check the replicas agree, rank 0 saves it."""
     job = Path((argv or sys.argv[1:])[0])
+    _end_with_parent()  # torchrun starts its workers in sessions of their own: nothing else ends them with it
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))

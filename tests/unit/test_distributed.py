@@ -1,6 +1,12 @@
 """Data-parallel fits under real torchrun processes (gloo on the CPU; NCCL is the same code on GPUs)."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +18,8 @@ from recsys_tasks.models.distributed import fingerprint, fit_in_processes, gener
 from recsys_tasks.training import _fit_and_save
 from tests.unit.test_student import small_student
 from tests.unit.test_teacher import chain_data, small_teacher
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def taught_share(model, data) -> float:
@@ -100,3 +108,69 @@ def test_processes_share_the_batch_order_and_draw_their_own_samples():
     solo = torch.Generator().manual_seed(7)
     order, own = generators(solo, 0, 1)
     assert order is own is solo  # one process: the draws are those of a fit without torch.distributed
+
+
+def descendants(pid: int) -> set[int]:
+    """Return the live (not zombie) processes started by pid, directly or not."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Return those of pids still running (a zombie has ended)."""
+    left = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                left.add(pid)
+        except OSError:
+            pass
+    return left
+
+
+FIT_FOREVER = """
+import signal, sys
+from recsys_tasks.models.distributed import fit_in_processes
+from tests.unit.test_teacher import chain_data, small_teacher
+if sys.argv[1] == "raise":  # as Airflow's task runner does on SIGTERM (a timeout, a cancelled run)
+    def stop(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+fit_in_processes(small_teacher(epochs=1_000_000), chain_data(), 2)
+"""
+
+
+@pytest.mark.parametrize("how", ["raise", "kill"])
+def test_the_torchrun_processes_end_with_the_task(how):
+    # raise: the task process gets SIGTERM and raises (Airflow's task runner on a timeout or a cancelled run);
+    # kill: it is killed outright. torchrun starts its workers in sessions of their own: neither may outlive it.
+    task = subprocess.Popen([sys.executable, "-c", FIT_FOREVER, how], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(started) < 3:  # torchrun and its two workers
+            assert task.poll() is None and time.monotonic() < deadline, "the processes did not start"
+            started = descendants(task.pid)
+            time.sleep(0.5)
+        time.sleep(2)  # the workers are past their start
+        os.kill(task.pid, signal.SIGTERM if how == "raise" else signal.SIGKILL)
+        task.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while alive(started):
+            assert time.monotonic() < deadline, f"left running: {alive(started)}"
+            time.sleep(0.5)
+    finally:
+        for pid in alive(started | descendants(task.pid)):
+            os.kill(pid, signal.SIGKILL)
