@@ -87,7 +87,8 @@ class Settings:
     lm_prior_weight: float = 0.5  # float: weight of the item-item (EASE) prior added to the teacher's score (0: none)
     lm_full_softmax_max_items: int = 50_000  # int: larger catalogues train with a sampled softmax (bench/speed.py)
     lm_time_budget_s: float = 60.0  # float: wall-clock cap of each teacher / student fit (0: the epochs alone decide)
-    lm_processes: int = 1  # int: torchrun processes (one per GPU) fitting teacher and student data-parallel (1: none)
+    lm_processes: int = 1  # int: torchrun processes (one per GPU) fitting teacher and student data-parallel (1: none;
+    # 0: one per visible GPU, none without)
     student_dim: int = 32  # int: student vector width; scoring costs dim multiply-adds per user and item
     student_epochs: int = 10  # int: student passes over the histories
     student_distill_top_n: int = 50  # int: length of the teacher's list per user that the student learns
@@ -182,8 +183,8 @@ def load_settings(params: dict | None = None, environ: dict | None = None) -> Se
     source = overrides.get("source", base.source)
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
-    if overrides.get("lm_processes", base.lm_processes) < 1:
-        raise ValueError(f"lm_processes must be 1 or more, not {overrides['lm_processes']!r}")
+    if overrides.get("lm_processes", base.lm_processes) < 0:
+        raise ValueError(f"lm_processes must be 0 (one per GPU) or more, not {overrides['lm_processes']!r}")
     precision = overrides.get("lm_precision", base.lm_precision)
     if precision not in PRECISIONS:
         raise ValueError(f"unknown lm_precision {precision!r}; expected one of {', '.join(PRECISIONS)}")

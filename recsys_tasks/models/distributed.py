@@ -34,6 +34,11 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def process_count(setting: int) -> int:
+    """Return the processes a fit runs in for the lm_processes setting: 0 is one per visible GPU (1 without)."""
+    return setting if setting > 0 else max(1, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+
 def data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Return the module wrapped in DistributedDataParallel under torch.distributed, else the module itself."""
     if world()[1] == 1:

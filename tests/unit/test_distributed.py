@@ -14,7 +14,7 @@ import torch
 
 from recsys_tasks.config import load_settings
 from recsys_tasks.models import top_k
-from recsys_tasks.models.distributed import fingerprint, fit_in_processes, generators, share
+from recsys_tasks.models.distributed import fingerprint, fit_in_processes, generators, process_count, share
 from recsys_tasks.training import _fit_and_save
 from tests.unit.test_student import small_student
 from tests.unit.test_teacher import chain_data, small_teacher
@@ -89,9 +89,10 @@ def test_more_processes_than_gpus_is_refused():
         fit_in_processes(small_teacher(device="auto"), chain_data(), torch.cuda.device_count() + 1)
 
 
-def test_fewer_than_one_process_is_refused():
-    with pytest.raises(ValueError, match="lm_processes must be 1 or more"):
-        load_settings({"lm_processes": 0}, environ={})
+def test_a_negative_process_count_is_refused_and_zero_means_one_per_gpu():
+    with pytest.raises(ValueError, match="lm_processes must be 0"):
+        load_settings({"lm_processes": -1}, environ={})
+    assert process_count(0) == max(1, torch.cuda.device_count()) and process_count(3) == 3
 
 
 def test_the_replica_check_tells_different_weights_apart():
