@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from recsys_tasks.models.device import torch_device
+
 log = logging.getLogger(__name__)
 JOB, FITTED = "job.pt", "fitted.pt"  # what the task hands the processes, what the first one hands back
 
@@ -95,7 +97,7 @@ def fingerprint(model) -> float:
 
 def fit_in_processes(model, data, processes: int, workdir: Path | None = None):
     """Return the model fitted by `processes` torchrun processes on this machine (the task waits for them)."""
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpus = torch.cuda.device_count() if _on_cuda(model) else 0
     if 0 < gpus < processes:
         raise ValueError(f"lm_processes={processes} asks for one GPU per process; this machine has {gpus}")
     with tempfile.TemporaryDirectory(prefix="recsys-ddp-", dir=workdir) as tmp:
@@ -117,6 +119,11 @@ def fit_in_processes(model, data, processes: int, workdir: Path | None = None):
             raise RuntimeError(f"the {processes} torchrun processes fitting {model.name} failed (exit code "
                                f"{code}); their output is above in this log")
         return torch.load(job / FITTED, map_location="cpu", weights_only=False)
+
+
+def _on_cuda(model) -> bool:
+    """Return True when the model fits on CUDA (its device setting: auto finds a GPU, or cuda)."""
+    return torch_device(getattr(model, "device", None)).type == "cuda"
 
 
 def _end_with_parent() -> None:
@@ -147,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     """One torchrun process: fit the job's model on its share, check the replicas agree, rank 0 saves it."""
     job = Path((argv or sys.argv[1:])[0])
     _end_with_parent()  # torchrun starts its workers in sessions of their own: nothing else ends them with it
-    cuda = torch.cuda.is_available()
+    inputs = torch.load(job / JOB, map_location="cpu", weights_only=False)
+    cuda = _on_cuda(inputs["model"])  # lm_device=cpu on a GPU machine: gloo between CPU processes
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group("nccl" if cuda else "gloo")
@@ -155,7 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(asctime)s rank {rank}/{processes} %(name)s %(message)s")
     try:
-        inputs = torch.load(job / JOB, map_location="cpu", weights_only=False)
         model = inputs["model"].fit(inputs["data"])
         model.fit_report = {**getattr(model, "fit_report", {}), "processes": processes}
         mine = torch.tensor([fingerprint(model)], dtype=torch.float64, device="cuda" if cuda else "cpu")
