@@ -256,8 +256,9 @@ def running_components(home: Path) -> dict[str, list[int]]:
 def component_states(home: Path, port: int, hung_after: float) -> dict[str, tuple[str, list[int], float | None]]:
     """Return, per component, ("up" | "exited" | "hung", its live processes, seconds since its heartbeat or None).
 
-    Hung: alive, its main process started more than hung_after seconds ago, and its latest heartbeat older than that (or none at all
-    while the API answers). Without an answer from the API nothing is called hung (the api-server shows its own state).
+    Hung: alive, its main process started more than hung_after seconds ago, and its latest heartbeat older than that
+    (or none at all while the API answers). Without an answer from the API nothing is called hung (the api-server
+    shows its own state).
     """
     running = running_components(home)
     answer = health(port)

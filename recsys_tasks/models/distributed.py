@@ -3,10 +3,11 @@
 `fit_in_processes` hands the unfitted model and the night's TrainingData to
 `python -m torch.distributed.run --standalone --nproc_per_node N -m recsys_tasks.models.distributed <workdir>`
 (torchrun). Every process builds the same windows and batches (same seed), trains on its share of each epoch's
-batches with its own draws (sampled negatives, distilled users), and DistributedDataParallel averages the gradients after every step (NCCL between GPUs, one per process;
-gloo between CPU processes), so the replicas stay identical; the first process writes the fitted model back.
-The setting lm_processes picks N (1: no torchrun, the model fits in the task's own process). Across machines, run
-the same entry point under torchrun with --nnodes and a rendezvous endpoint.
+batches with its own draws (sampled negatives, distilled users), and DistributedDataParallel averages the gradients
+after every step (NCCL between GPUs, one per process; gloo between CPU processes), so the replicas stay identical;
+the first process writes the fitted model back. The setting lm_processes picks N (1: no torchrun, the model fits in
+the task's own process; 0: one per visible GPU). Across machines, run the same entry point under torchrun with
+--nnodes and a rendezvous endpoint.
 """
 from __future__ import annotations
 
