@@ -26,11 +26,16 @@ def torch_device(name: str | None = None) -> torch.device:
     return torch.device(name)
 
 
-def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
-    """Return True when the models compute in bf16 on this device at this precision setting."""
+def check_precision(precision: str) -> str:
+    """Return the precision setting, refusing one that is not in PRECISIONS."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision (setting lm_precision) must be one of {PRECISIONS}, not {precision!r}")
-    if precision == "auto":  # pre-Ampere GPUs (T4, V100) emulate bf16 slowly: fp32 there
+    return precision
+
+
+def uses_bf16(device: torch.device, precision: str = "auto") -> bool:
+    """Return True when the models compute in bf16 on this device at this precision setting."""
+    if check_precision(precision) == "auto":  # pre-Ampere GPUs (T4, V100) emulate bf16 slowly: fp32 there
         return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         _warn_emulated_cpu_bf16()

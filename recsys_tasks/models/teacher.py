@@ -19,8 +19,8 @@ import torch
 
 from recsys_tasks.models.base import Evidence, Recommender, TrainingData
 from recsys_tasks.models.ease import EASE
-from recsys_tasks.models.device import (TimeBudget, autocast, batch_size_for, seed_everything, torch_device,
-                                        uses_bf16)
+from recsys_tasks.models.device import (TimeBudget, autocast, batch_size_for, check_precision, seed_everything,
+                                        torch_device, uses_bf16)
 from recsys_tasks.models.net_state import build_tower, net_arrays, restore_net
 from recsys_tasks.models.sequence_net import SequenceNet, TransformerEncoder
 from recsys_tasks.models.sequence_training import all_items, train_net, trimmed
@@ -44,8 +44,7 @@ class SequenceRecommender(Recommender):
     def _init_sequence(self, dim, max_len, id_dropout, repeat_aware, device, seed, precision="auto") -> None:
         self.dim, self.max_len, self.id_dropout = dim, max_len, id_dropout
         self.repeat_aware, self.device, self.seed = repeat_aware, device, seed
-        uses_bf16(torch.device("cpu"), precision)  # refuses an unknown precision before any fit
-        self.precision = precision  # str: auto (bf16 on CUDA that supports it) | bf16 | fp32 (models/device.py)
+        self.precision = check_precision(precision)  # str: auto (bf16 on CUDA that supports it) | bf16 | fp32 (models/device.py)
         self.net: SequenceNet | None = None
         self.tail_tokens: np.ndarray | None = None  # (n_users, max_len) int64 newest events, left-padded
         self.tail_counts: np.ndarray | None = None  # (n_users, max_len) float32 running counts of those events

@@ -249,6 +249,11 @@ def test_forcing_bf16_on_a_cpu_that_emulates_it_warns_once(caplog):
         assert uses_bf16(torch.device("cpu"), "bf16") and uses_bf16(torch.device("cpu"), "bf16")
         assert not uses_bf16(torch.device("cpu"), "auto")
     assert caplog.text.count("emulated") == 1
+    _warn_emulated_cpu_bf16.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="recsys_tasks.models.device"):
+        caplog.clear()
+        small_teacher(precision="bf16", device="cuda")  # a model bound for a GPU: the CPU is not warned about
+    assert "emulated" not in caplog.text
 
 
 def test_unknown_precision_is_refused_by_its_setting_name():
