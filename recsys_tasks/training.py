@@ -133,13 +133,10 @@ def _fit_and_save(settings: Settings, name: str, data, target: Path, manifest: d
     started = time.perf_counter()
     params = model_params(settings, name) if params is None else params
     model = build_distilling(name, fitted or {}, **params)  # a student distils tonight's teacher
-    processes = settings.lm_processes
-    if name in LANGUAGE_MODELS and processes != 1:
+    if name in LANGUAGE_MODELS and settings.lm_processes != 1:
         from recsys_tasks.models.distributed import fit_in_processes, process_count  # torch: language models only
 
-        processes = process_count(processes)
-    if name in LANGUAGE_MODELS and processes > 1:
-        model = fit_in_processes(model, data, processes)
+        model = fit_in_processes(model, data, process_count(settings.lm_processes))
     else:
         model.fit(data)
     if fitted is not None:

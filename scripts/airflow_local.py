@@ -183,16 +183,21 @@ def start(home: Path, port: int, recsys_home: Path, timeout: float, demo: bool) 
     return 0
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """Return the fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, session, ...); None: gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def session_members(sid: int) -> list[int]:
     """Return the processes of a session (the task processes Airflow starts get process groups of their own)."""
     members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _stat(entry.name)
+        if fields and int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(entry.name))
     return members
 
 
@@ -223,21 +228,20 @@ def _healed_sessions(home: Path) -> list[int]:
 
 def process_age(pid: int) -> float:
     """Return seconds since a process started (0.0 when it is gone)."""
+    fields = _stat(pid)
     try:
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        ticks = int(fields[19])
         boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
                     if line.startswith("btime "))
-    except (OSError, ValueError, IndexError, StopIteration):
+    except (TypeError, OSError, ValueError, IndexError, StopIteration):
         return 0.0
     return max(0.0, time.time() - boot - ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def process_gone(pid: int) -> bool:
     """Return True when a process has exited (gone, or a zombie its parent has not collected)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
+    fields = _stat(pid)
+    return fields is None or fields[0] == "Z"
 
 
 def running_components(home: Path) -> dict[str, list[int]]:

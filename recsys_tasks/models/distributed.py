@@ -97,7 +97,10 @@ def fingerprint(model) -> float:
 
 
 def fit_in_processes(model, data, processes: int, workdir: Path | None = None):
-    """Return the model fitted by `processes` torchrun processes on this machine (the task waits for them)."""
+    """Return the model fitted by `processes` torchrun processes on this machine (the task waits for them); one
+    process: fitted here, without torchrun."""
+    if processes == 1:
+        return model.fit(data)
     gpus = torch.cuda.device_count() if _on_cuda(model) else 0
     if 0 < gpus < processes:
         raise ValueError(f"lm_processes={processes} asks for one GPU per process; this machine has {gpus}")
