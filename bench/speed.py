@@ -116,7 +116,8 @@ def training_rate(name: str, params: dict, data, device: torch.device, seconds: 
 
 def scoring_rate(model, users: np.ndarray, k: int, flops_per_user: float, device: torch.device) -> dict:
     """Return users scored per second: score only, and score + exact top-k, beside the FLOPs it implies."""
-    score_s = timed(lambda: [model.score(users[s:s + 1024]) for s in range(0, len(users), 1024)], device, repeat=2)
+    score = getattr(model, "score_tensor", model.score)  # what top_k scores with: the student on its device
+    score_s = timed(lambda: [score(users[s:s + 1024]) for s in range(0, len(users), 1024)], device, repeat=2)
     topk_s = timed(lambda: top_k(model, users, k, chunk=1024), device, repeat=2)
     return {"users": int(len(users)), "score_users_per_s": round(len(users) / score_s, 1),
             "topk_users_per_s": round(len(users) / topk_s, 1), "flops_per_user": int(flops_per_user),

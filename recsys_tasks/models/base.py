@@ -3,7 +3,8 @@
 Every model, from the popularity baseline to a GPU transformer, sits behind `Recommender`: it is fit on a
 `TrainingData`, scores users by row index, explains a recommendation with `Evidence`, and saves itself as JSON
 plus NumPy arrays (never a pickle). Models that need a torch device take it as a constructor parameter and still
-return host NumPy arrays from `score`.
+return host NumPy arrays from `score`; those that also offer `score_tensor` (a float32 tensor where they compute)
+have their top-k selected there by `top_k`.
 """
 from __future__ import annotations
 

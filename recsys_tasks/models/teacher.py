@@ -75,6 +75,10 @@ class SequenceRecommender(Recommender):
     def _torch_device(self) -> torch.device:
         return torch_device(self.device)
 
+    def score_tensor(self, user_idx: np.ndarray) -> torch.Tensor:
+        """Return score(user_idx) as a new float32 tensor, where top_k selects with torch (the student: on its device)."""
+        return torch.from_numpy(np.ascontiguousarray(self.score(user_idx), dtype=np.float32))
+
     @torch.no_grad()
     def _last_logits(self, user_idx: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Return (len(user_idx), n_items) float32 logits after each user's newest event (short histories batched)."""

@@ -19,6 +19,7 @@ from recsys_tasks.models import (
     load_model,
     top_k,
 )
+from recsys_tasks.models import topk as topk_module
 
 AS_OF = dt.date(2024, 3, 1)
 # 4 users x 5 items; item 4 is never interacted with
@@ -301,13 +302,27 @@ def test_unfitted_model_refuses_to_score():
 
 
 class FixedScores:
-    """A stand-in model that returns rows of a fixed score matrix."""
+    """A stand-in model that returns rows of a fixed score matrix (NumPy, like the baselines)."""
 
     def __init__(self, scores: np.ndarray):
         self.scores = scores.astype(np.float32)
 
     def score(self, user_idx):
         return self.scores[np.asarray(user_idx)]
+
+
+class FixedTensorScores(FixedScores):
+    """The same, also scoring in torch (like the language-model models), so top_k selects with torch."""
+
+    def score_tensor(self, user_idx):
+        import torch
+
+        return torch.tensor(self.score(user_idx))
+
+
+@pytest.fixture(params=[FixedScores, FixedTensorScores], ids=["numpy", "torch"])
+def scorer(request):
+    return request.param
 
 
 def brute_force_top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -329,47 +344,82 @@ def tied_scores() -> np.ndarray:
     return scores
 
 
-@pytest.mark.parametrize("k", [1, 3, 5, 12, 15])
-def test_top_k_is_exact_with_ties_by_item_index(tied_scores, k):
-    items, values = top_k(FixedScores(tied_scores), np.arange(9), k)
-    expected = brute_force_top_k(tied_scores, k)
+def assert_exact(items, values, scores, k):
+    expected = brute_force_top_k(scores, k)
     np.testing.assert_array_equal(items, expected)
     finite = expected >= 0
-    np.testing.assert_array_equal(values[finite], np.take_along_axis(tied_scores, np.maximum(expected, 0), 1)[finite])
+    np.testing.assert_array_equal(values[finite], np.take_along_axis(scores, np.maximum(expected, 0), 1)[finite])
     assert np.isneginf(values[~finite]).all()
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 12, 15])
+def test_top_k_is_exact_with_ties_by_item_index(tied_scores, k, scorer):
+    items, values = top_k(scorer(tied_scores), np.arange(9), k)
+    assert_exact(items, values, tied_scores, k)
     assert list(items[8]) == ([5, 3] + [-1] * k)[:k]  # two finite items, then padding
 
 
+@pytest.mark.parametrize("k", [1, 10, 20])
+def test_top_k_is_exact_on_larger_rows_with_and_without_ties_at_the_cut(k, scorer):
+    """Rows the partial sort settles alone (ties only inside the k best) and rows it hands to the exact path."""
+    rng = np.random.default_rng(11)
+    scores = rng.standard_normal((64, 300)).astype(np.float32)
+    best = np.argsort(-scores, axis=1)
+    rows = np.arange(64)[:, None]
+    scores[rows[:16], best[:16, : max(k - 1, 1)]] = 5.0  # equal scores within the k best
+    scores[rows[16:32], best[16:32, :40]] = 3.0  # equal scores across the k-th place
+    scores[32:40, 100:] = -np.inf  # rows with fewer finite scores than k (k = 20 keeps them all)
+    scores[40:44, 3:] = -np.inf
+    items, values = top_k(scorer(scores), np.arange(64), k, chunk=10)
+    assert_exact(items, values, scores, k)
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 4, 2048])
-def test_top_k_does_not_depend_on_the_chunk(tied_scores, chunk):
+def test_top_k_does_not_depend_on_the_chunk(tied_scores, chunk, scorer):
     users = np.array([8, 0, 3, 3, 5, 1])
     reference = top_k(FixedScores(tied_scores), users, 4, chunk=3)
-    result = top_k(FixedScores(tied_scores), users, 4, chunk=chunk)
+    result = top_k(scorer(tied_scores), users, 4, chunk=chunk)
     np.testing.assert_array_equal(result[0], reference[0])
     np.testing.assert_array_equal(result[1], reference[1])
 
 
-def test_top_k_excludes_by_user_row(tied_scores):
+def test_top_k_chunks_stay_under_the_byte_cap(monkeypatch, tied_scores):
+    seen = []
+
+    class Counting(FixedScores):
+        items = [str(i) for i in range(12)]
+
+        def score(self, user_idx):
+            seen.append(len(user_idx))
+            return super().score(user_idx)
+
+    monkeypatch.setattr(topk_module, "CHUNK_BYTES", 4 * 12 * 3)  # three users' scores
+    items, _ = top_k(Counting(tied_scores), np.arange(9), 4)
+    assert seen == [3, 3, 3]
+    np.testing.assert_array_equal(items, brute_force_top_k(tied_scores, 4))
+
+
+def test_top_k_excludes_by_user_row(tied_scores, scorer):
     exclude = sp.lil_matrix(tied_scores.shape)
     exclude[2, :6] = 1
     users = np.array([2, 0])
-    items, _ = top_k(FixedScores(tied_scores), users, 5, exclude=exclude.tocsr())
+    items, _ = top_k(scorer(tied_scores), users, 5, exclude=exclude.tocsr())
     masked = tied_scores.copy()
     masked[2, :6] = -np.inf
     np.testing.assert_array_equal(items, brute_force_top_k(masked[users], 5))
     assert not set(items[0]) & set(range(6))
 
 
-def test_top_k_ignores_nan_and_numpy_ties_return_the_same_scores(tied_scores):
+def test_top_k_ignores_nan_and_numpy_ties_return_the_same_scores(tied_scores, scorer):
     scores = tied_scores.copy()
     scores[0, 0] = np.nan
-    items, _ = top_k(FixedScores(scores), np.arange(9), 5)
+    items, _ = top_k(scorer(scores), np.arange(9), 5)
     assert 0 not in items[0]
-    _, by_index = top_k(FixedScores(tied_scores), np.arange(9), 5)
-    _, by_numpy = top_k(FixedScores(tied_scores), np.arange(9), 5, ties="numpy")
+    _, by_index = top_k(scorer(tied_scores), np.arange(9), 5)
+    _, by_numpy = top_k(scorer(tied_scores), np.arange(9), 5, ties="numpy")
     np.testing.assert_array_equal(by_numpy, by_index)
     with pytest.raises(ValueError, match="ties"):
-        top_k(FixedScores(tied_scores), np.arange(2), 5, ties="random")
+        top_k(scorer(tied_scores), np.arange(2), 5, ties="random")
 
 
 def test_top_k_on_a_real_model_excludes_history(data):

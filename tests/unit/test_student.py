@@ -45,7 +45,7 @@ def test_scores_are_one_matrix_product(chain, student):
     scores = student.score(users)
     assert scores.dtype == np.float32 and scores.shape == (7, N_ITEMS) and np.isfinite(scores).all()
     np.testing.assert_allclose(scores, student.user_vectors[users] @ student.item_vectors.T, rtol=1e-6)
-    assert student.net is None  # no network is kept: scoring needs no torch
+    assert student.net is None  # no network is kept: scoring needs only the vectors
     assert student.user_vectors.shape[1] == 8 < 16  # narrower than the teacher
 
 
@@ -93,6 +93,14 @@ def test_cuda_distils_in_bf16_and_exports_float32_vectors(chain):
     last = np.asarray([s[-1] for s in chain.user_sequences])
     taught = last < 9
     assert (top[taught, 0] == last[taught] + 1).mean() > 0.8
+    users = np.arange(chain.n_users)  # scored on the GPU and selected there
+    on_gpu = model.score_tensor(users)
+    assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.float32
+    np.testing.assert_allclose(on_gpu.cpu().numpy(), model.score(users), rtol=1e-4, atol=1e-4)
+    items, values = top_k(model, users, 5)  # exact up to the float error between GPU and host products
+    host = model.score(users)
+    np.testing.assert_allclose(values, np.take_along_axis(host, items, axis=1), rtol=1e-4, atol=1e-4)
+    assert (values[:, -1] >= np.sort(host, axis=1)[:, -5] - 1e-4).all()
 
 
 def test_each_epoch_logs_a_student_progress_line(chain, teacher, caplog):
@@ -126,6 +134,10 @@ def test_repeat_bonus_is_sparse_on_the_users_own_items():
     top, _ = top_k(model, np.arange(data.n_users), 1)
     favourite = np.asarray([s[0] for s in data.user_sequences])
     assert (top[:, 0] == favourite).mean() > 0.8
+    users = np.arange(data.n_users)
+    for in_torch in (model.score_tensor(users), model._scores_on(users, torch.device("cpu"))):  # GPU's arithmetic
+        assert in_torch.dtype == torch.float32 and in_torch.device.type == "cpu"
+        np.testing.assert_allclose(in_torch.numpy(), model.score(users), rtol=1e-5, atol=1e-5)
 
 
 def test_a_teacher_of_other_users_is_refused(chain, teacher):
