@@ -5,7 +5,8 @@ One scenario on a tiny demo shop whose logs end yesterday (Y); the tests run in 
 2. the backfill form runs Y-3..Y-2 (oldest first) with top_k 5;
 3. the REST API refuses invalid parameters before any task runs;
    then the scheduler exits (as it once did on its own, see scripts/airflow_local.py) and `heal` starts it again;
-   then it hangs (SIGSTOP: alive, no heartbeat) and `heal` ends it and starts it again;
+   then it hangs (SIGSTOP: alive, no heartbeat) and `heal` ends it and starts it again; so does the api-server
+   (SIGSTOP: alive, no answer);
 4. a REST API backfill re-runs Y with top_k 4 on that scheduler: its lists are replaced, not appended to;
 5. the Recommendations page shows the latest run, the charts, validation with its data docs, and one user's list.
 Screenshots go to tests/ui/screenshots/.
@@ -235,6 +236,32 @@ def test_heal_ends_and_restarts_a_scheduler_that_hangs(stack):
     assert "scheduler hung (no heartbeat for" in healed.stdout and "scheduler had hung: started again" in healed.stdout
     assert all(airflow_local.process_gone(pid) for pid in scheduler), healed.stdout  # ended, not left beside the new one
     until(lambda: heartbeat_since(stack, healed_at), 120, "the new scheduler's heartbeat")
+    assert control("status", stack.airflow_home, *hung_after).returncode == 0
+
+
+def test_heal_ends_and_restarts_an_api_server_that_hangs(stack):
+    hung_after = ("--hung-after", "20")  # its health endpoint silent for 20 s: hung
+    api_server = airflow_local.running_components(stack.airflow_home)["api-server"]
+    assert api_server and control("status", stack.airflow_home, *hung_after).returncode == 0
+    os.kill(min(api_server), signal.SIGSTOP)  # alive, its port open, answers nothing
+    try:
+        status = control("status", stack.airflow_home, *hung_after)
+        assert status.returncode == 4, status.stdout + status.stderr
+        assert "api-server HUNG (no answer from /api/v2/monitor/health for" in status.stdout, status.stdout
+        assert "scheduler up" in status.stdout  # not judged while its heartbeat cannot be read
+        healed = control("heal", stack.airflow_home, *hung_after)
+    finally:
+        for pid in api_server:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert "api-server had hung: started again" in healed.stdout and "scheduler" not in healed.stdout, healed.stdout
+    assert all(airflow_local.process_gone(pid) for pid in api_server), healed.stdout
+    port = int(stack.base.rsplit(":", 1)[1])
+    until(lambda: airflow_local.healthy(port), 120, "the new api-server's answer")
+    assert stack.api.call("GET", f"/api/v2/dags/{DAG_ID}")[0] == 200  # the token it issued before still holds
     assert control("status", stack.airflow_home, *hung_after).returncode == 0
 
 
