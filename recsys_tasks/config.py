@@ -87,8 +87,8 @@ class Settings:
     lm_prior_weight: float = 0.5  # float: weight of the item-item (EASE) prior added to the teacher's score (0: none)
     lm_full_softmax_max_items: int = 50_000  # int: larger catalogues train with a sampled softmax (bench/speed.py)
     lm_time_budget_s: float = 60.0  # float: wall-clock cap of each teacher / student fit (0: the epochs alone decide)
-    lm_processes: int = 1  # int: torchrun processes (one per GPU) fitting teacher and student data-parallel (1: none;
-    # 0: one per visible GPU, none without)
+    lm_processes: int = 1  # int: torchrun processes (one per GPU) tuning the text and fitting teacher and student
+    # data-parallel (1: none; 0: one per visible GPU, none without)
     student_dim: int = 32  # int: student vector width; scoring costs dim multiply-adds per user and item
     student_epochs: int = 10  # int: student passes over the histories
     student_distill_top_n: int = 50  # int: length of the teacher's list per user that the student learns

@@ -93,6 +93,7 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
         return None
     if settings.text_tuning_max_steps <= 0:
         return {"tuned": False, "reason": "text_tuning_max_steps is 0: the base MiniLM embeddings are used"}
+    from recsys_tasks.models.distributed import process_count
     from recsys_tasks.models.sequences import consecutive_pairs
     from recsys_tasks.models.text_tuning import (ENCODER_DIR, night_embeddings,  # torch: only for language models
                                                  record_gate, text_gate)
@@ -108,7 +109,8 @@ def language_text(settings: Settings, ds: date, data, texts: list[str] | None, t
                 "text_tuning_min_pairs: the base MiniLM embeddings are used"}
     embedding, report = night_embeddings(
         settings.models_dir, ds, texts, pairs, tune=tune, device=settings.lm_device, precision=settings.lm_precision,
-        time_budget_s=settings.text_tuning_time_budget_s or None, max_steps=settings.text_tuning_max_steps,
+        processes=process_count(settings.lm_processes), time_budget_s=settings.text_tuning_time_budget_s or None,
+        max_steps=settings.text_tuning_max_steps,
         batch_size=settings.text_tuning_batch_size, trainable_layers=settings.text_tuning_layers)
     if "gate" not in report:  # judged once a night, on the window the encoder was tuned on (older nights: now)
         report["gate"] = text_gate(data.item_text_embedding, embedding, sequences,

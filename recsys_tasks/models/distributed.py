@@ -1,13 +1,14 @@
-"""Fit the teacher or the student data-parallel over several processes with torch.distributed (one per GPU).
+"""Fit the teacher, the student and the text tuning data-parallel over several processes with torch.distributed.
 
-`fit_in_processes` hands the unfitted model and the night's TrainingData to
-`python -m torch.distributed.run --standalone --nproc_per_node N -m recsys_tasks.models.distributed <workdir>`
-(torchrun). Every process builds the same windows and batches (same seed), trains on its share of each epoch's
-batches with its own draws (sampled negatives, distilled users), and DistributedDataParallel averages the gradients
-after every step (NCCL between GPUs, one per process; gloo between CPU processes), so the replicas stay identical;
-the first process writes the fitted model back. The setting lm_processes picks N (1: no torchrun, the model fits in
-the task's own process; 0: one per visible GPU). Across machines, run the same entry point under torchrun with
---nnodes and a rendezvous endpoint.
+`fit_in_processes` hands the unfitted model and the night's TrainingData (`tune_in_processes`: the text tuning's
+arguments) to `python -m torch.distributed.run --standalone --nproc_per_node N -m recsys_tasks.models.distributed
+<workdir>` (torchrun). For a fit every process builds the same windows and batches (same seed), trains on its share
+of each epoch's batches with its own draws (sampled negatives, distilled users); the text tuning draws its own batch
+of pairs on every process (in-batch negatives within each process's batch). DistributedDataParallel averages the
+gradients after every step (NCCL between GPUs, one per process; gloo between CPU processes), so the replicas stay
+identical, and the processes check that they do before the first one writes the result back. The setting
+lm_processes picks N (1: no torchrun, everything runs in the task's own process; 0: one per visible GPU). Across
+machines, run the same entry point under torchrun with --nnodes and a rendezvous endpoint.
 """
 from __future__ import annotations
 
@@ -42,13 +43,14 @@ def process_count(setting: int) -> int:
     return setting if setting > 0 else max(1, torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
-def data_parallel(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Return the module wrapped in DistributedDataParallel under torch.distributed, else the module itself."""
+def data_parallel(module: torch.nn.Module, device: torch.device, find_unused: bool = True) -> torch.nn.Module:
+    """Return the module wrapped in DistributedDataParallel under torch.distributed, else the module itself.
+
+    find_unused: a step may leave a part unused (the distillation's weights without a teacher list in the batch)."""
     if world()[1] == 1:
         return module
     ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
-    # a step may leave a part unused (the distillation's weights without a teacher list in the batch)
-    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+    return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def share(batches: list, rank: int, processes: int) -> list:
@@ -96,20 +98,47 @@ def fingerprint(model) -> float:
     return float(sum(np.abs(np.asarray(p, dtype=np.float64)).sum() for p in parts if p is not None))
 
 
+def check_replicas(mark: float, device: torch.device, what: str) -> None:
+    """Fail on every process unless all processes hold the same fingerprint `mark` of their weights."""
+    rank, processes = world()
+    if processes == 1:
+        return
+    mine = torch.tensor([mark], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    every = [torch.zeros_like(mine) for _ in range(processes)]
+    dist.all_gather(every, mine)
+    spread = max(abs(float(x) - float(mine)) for x in every)
+    if spread > 1e-6 * max(1.0, abs(float(mine))):
+        raise RuntimeError(f"the {processes} replicas of {what} ended with different weights "
+                           f"(fingerprints {[round(float(x), 6) for x in every]})")
+
+
 def fit_in_processes(model, data, processes: int, workdir: Path | None = None):
     """Return the model fitted by `processes` torchrun processes on this machine (the task waits for them); one
     process: fitted here, without torchrun."""
     if processes == 1:
         return model.fit(data)
-    gpus = torch.cuda.device_count() if _on_cuda(model) else 0
+    return _run({"task": "fit", "model": model, "data": data, "cuda": _on_cuda(model)}, processes, model.name,
+                workdir)
+
+
+def tune_in_processes(tuning: dict, processes: int, workdir: Path | None = None) -> dict:
+    """Return the report of text_tuning.tune_encoder(**tuning) run by `processes` torchrun processes (the first
+    one saves the encoder into tuning["out_dir"])."""
+    cuda = torch_device(tuning.get("device")).type == "cuda"
+    return _run({"task": "tune", "tuning": tuning, "cuda": cuda}, processes, "the text encoder", workdir)
+
+
+def _run(job: dict, processes: int, what: str, workdir: Path | None):
+    """Hand a job to `processes` torchrun processes, wait for them, return what the first one wrote back."""
+    gpus = torch.cuda.device_count() if job["cuda"] else 0
     if 0 < gpus < processes:
         raise ValueError(f"lm_processes={processes} asks for one GPU per process; this machine has {gpus}")
     with tempfile.TemporaryDirectory(prefix="recsys-ddp-", dir=workdir) as tmp:
-        job = Path(tmp)
-        torch.save({"model": model, "data": data}, job / JOB)
+        job_dir = Path(tmp)
+        torch.save(job, job_dir / JOB)
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-                   "-m", "recsys_tasks.models.distributed", str(job)]
-        log.info("fitting %s in %d processes: %s", model.name, processes, " ".join(command))
+                   "-m", "recsys_tasks.models.distributed", str(job_dir)]
+        log.info("fitting %s in %d processes: %s", what, processes, " ".join(command))
         # ended with the task: on an exception here (Airflow's SIGTERM on a timeout or a cancelled run) and by the
         # parent-death signal when the task is killed outright; torchrun stops its workers on SIGTERM, and each
         # worker also ends with torchrun (main)
@@ -119,10 +148,10 @@ def fit_in_processes(model, data, processes: int, workdir: Path | None = None):
         except BaseException:
             _end(torchrun)
             raise
-        if code != 0 or not (job / FITTED).exists():
-            raise RuntimeError(f"the {processes} torchrun processes fitting {model.name} failed (exit code "
+        if code != 0 or not (job_dir / FITTED).exists():
+            raise RuntimeError(f"the {processes} torchrun processes fitting {what} failed (exit code "
                                f"{code}); their output is above in this log")
-        return torch.load(job / FITTED, map_location="cpu", weights_only=False)
+        return torch.load(job_dir / FITTED, map_location="cpu", weights_only=False)
 
 
 def _on_cuda(model) -> bool:
@@ -155,11 +184,12 @@ def _end(torchrun: subprocess.Popen, grace: float = 30.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """One torchrun process: fit the job's model on its share, check the replicas agree, rank 0 saves it."""
+    """One torchrun process: fit the job's model (or tune the text encoder) on its share, check the replicas agree,
+    rank 0 writes the result back."""
     job = Path((argv or sys.argv[1:])[0])
     _end_with_parent()  # torchrun starts its workers in sessions of their own: nothing else ends them with it
     inputs = torch.load(job / JOB, map_location="cpu", weights_only=False)
-    cuda = _on_cuda(inputs["model"])  # lm_device=cpu on a GPU machine: gloo between CPU processes
+    cuda = inputs["cuda"]  # lm_device=cpu on a GPU machine: gloo between CPU processes
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group("nccl" if cuda else "gloo")
@@ -167,17 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(asctime)s rank {rank}/{processes} %(name)s %(message)s")
     try:
-        model = inputs["model"].fit(inputs["data"])
-        model.fit_report = {**getattr(model, "fit_report", {}), "processes": processes}
-        mine = torch.tensor([fingerprint(model)], dtype=torch.float64, device="cuda" if cuda else "cpu")
-        every = [torch.zeros_like(mine) for _ in range(processes)]
-        dist.all_gather(every, mine)
-        spread = max(abs(float(x) - float(mine)) for x in every)
-        if spread > 1e-6 * max(1.0, abs(float(mine))):
-            raise RuntimeError(f"the {processes} replicas of {model.name} ended with different weights "
-                               f"(fingerprints {[round(float(x), 6) for x in every]})")
+        if inputs["task"] == "tune":
+            from recsys_tasks.models.text_tuning import tune_encoder  # checks its replicas before rank 0 saves
+
+            result = tune_encoder(**inputs["tuning"])
+        else:
+            result = inputs["model"].fit(inputs["data"])
+            result.fit_report = {**getattr(result, "fit_report", {}), "processes": processes}
+            check_replicas(fingerprint(result), torch.device("cuda" if cuda else "cpu"), result.name)
         if rank == 0:
-            torch.save(model, job / FITTED)
+            torch.save(result, job / FITTED)
         dist.barrier()
     finally:
         dist.destroy_process_group()

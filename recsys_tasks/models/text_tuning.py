@@ -4,7 +4,8 @@ Items bought or viewed together or one after the other are positive pairs; every
 negative (in-batch negatives, the MultipleNegativesRanking loss of Henderson et al. 2017 as sentence-transformers
 uses it): loss = CE(scale * cos(a_k, b_j), j = k), both directions, duplicates of an item masked out.
 On CUDA the forward runs under bf16 autocast with large batches (precision "auto"; models/device.py); on the CPU
-the same loop stops at a time budget.
+the same loop stops at a time budget. Under torchrun (lm_processes > 1; models/distributed.py) every process draws
+its own batch of pairs and DistributedDataParallel averages the gradients: N x the pairs per step.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from recsys_tasks import text_encoder
 from recsys_tasks.metrics import expected_rank, ndcg_from_rank
 from recsys_tasks.models.device import (TimeBudget, autocast, batch_size_for, seed_everything, torch_device,
                                         uses_bf16)
+from recsys_tasks.models.distributed import any_true, check_replicas, data_parallel, generators, world
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,12 @@ def _trainable(model, layers: int | None) -> list[torch.nn.Parameter]:
     return params
 
 
-def _embed(model, texts: list[str], device: torch.device, precision: str) -> torch.Tensor:
+def _embed(model, texts: list[str], device: torch.device, precision: str, net=None) -> torch.Tensor:
+    """Return the normalised embeddings of texts, the forward through net (the model, or its data-parallel wrapper)."""
     features = model.preprocess(inputs=texts)
     features = {k: v.to(device) if torch.is_tensor(v) else v for k, v in features.items()}
     with autocast(device, precision):
-        out = model(features)["sentence_embedding"]
+        out = (net or model)(features)["sentence_embedding"]
     return torch.nn.functional.normalize(out.float(), dim=-1)
 
 
@@ -100,7 +103,8 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
 
     started = time.perf_counter()
     dev = torch_device(device)
-    generator = seed_everything(seed)
+    rank, processes = world()
+    _, generator = generators(seed_everything(seed), rank, processes)  # each process draws its own pairs
     source = Path(start_from) if start_from is not None else text_encoder.base_model_path()
     model = SentenceTransformer(str(source), device=str(dev))
     model.max_seq_length = max_seq_length
@@ -110,18 +114,19 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
     recipe = {"start_from": str(source), "pairs": int(len(pairs)), "data": tuning_data_hash(texts, pairs),
               "max_steps": max_steps, "time_budget_s": time_budget_s, "batch_size": batch,
               "trainable_layers": trainable_layers, "lr": lr, "max_seq_length": max_seq_length, "scale": scale,
-              "seed": seed, "bf16": uses_bf16(dev, precision)}
-    replay = (earlier is not None and isinstance(earlier.get("steps"), int)
-              and all(earlier.get(key) == value for key, value in recipe.items()))
+              "seed": seed, "bf16": uses_bf16(dev, precision), **({"processes": processes} if processes > 1 else {})}
+    replay = (earlier is not None and isinstance(earlier.get("steps"), int) and earlier.get("processes", 1) == processes
+              and all(earlier.get(key) == value for key, value in recipe.items()))  # nights before lm_processes: 1
     budget = TimeBudget(None if replay else time_budget_s)
     last_step = earlier["steps"] if replay else max_steps
     losses, steps = [], 0
     model.train()
+    net = data_parallel(model, dev, find_unused=False)  # every trainable layer is in every step
     if len(pairs) >= 2:
-        while steps < last_step and not budget.spent():
+        while steps < last_step and not any_true(budget.spent(), dev):  # the processes stop together
             pick = pairs[torch.randint(0, len(pairs), (min(batch, len(pairs)),), generator=generator).numpy()]
-            a = _embed(model, [texts[i] for i in pick[:, 0]], dev, precision)
-            b = _embed(model, [texts[i] for i in pick[:, 1]], dev, precision)
+            a = _embed(model, [texts[i] for i in pick[:, 0]], dev, precision, net)
+            b = _embed(model, [texts[i] for i in pick[:, 1]], dev, precision, net)
             loss = contrastive_loss(a, b, torch.as_tensor(pick[:, 0], device=dev),
                                     torch.as_tensor(pick[:, 1], device=dev), scale)
             optimiser.zero_grad(set_to_none=True)
@@ -130,15 +135,16 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
             losses.append(float(loss.detach()))
             steps += 1
     model.eval()
-    target = Path(out_dir) / "model"
-    model.save(str(target))
+    check_replicas(float(sum(p.detach().double().abs().sum() for p in params)), dev, "the text encoder")
     report = {**recipe, "warm_start": start_from is not None, "steps": steps, "replayed_steps": replay,
               "device": str(dev),
               "first_loss": round(float(np.mean(losses[:10])), 4) if losses else None,
               "last_loss": round(float(np.mean(losses[-10:])), 4) if losses else None,
               "seconds": round(time.perf_counter() - started, 2)}
-    (Path(out_dir) / "tuning.json").write_text(json.dumps(report, indent=2))
-    log.info("text encoder tuned: %s", report)
+    if rank == 0:
+        model.save(str(Path(out_dir) / "model"))
+        (Path(out_dir) / "tuning.json").write_text(json.dumps(report, indent=2))
+        log.info("text encoder tuned: %s", report)
     return report
 
 
@@ -207,11 +213,12 @@ def encode_items(model_dir: Path, texts: list[str], batch_size: int = 128, devic
 
 
 def night_embeddings(models_dir: Path, ds: date, texts: list[str], pairs: np.ndarray, *,
-                     tune: bool, device: str | None = None, precision: str = "auto",
+                     tune: bool, device: str | None = None, precision: str = "auto", processes: int = 1,
                      **tuning) -> tuple[np.ndarray, dict]:
     """Return the night's tuned embedding of every text, tuning models/<ds>/text_encoder first when asked.
 
     pairs: the night's behaviour pairs (indices into texts; models.sequences.consecutive_pairs) to tune on.
+    processes: tune in that many torchrun processes (data-parallel, one per GPU) when more than 1.
     tune=False reuses the night's encoder when it exists (the served refit after the candidates' night).
     Embeddings are kept in item_embeddings.npz by text hash, so a refit encodes only texts it has not seen.
     """
@@ -219,8 +226,14 @@ def night_embeddings(models_dir: Path, ds: date, texts: list[str], pairs: np.nda
     report_path = out / "tuning.json"
     if tune or not (out / "model" / "config.json").exists():
         earlier = json.loads(report_path.read_text()) if report_path.exists() else None  # a re-run of the night
-        report = tune_encoder(texts, pairs, out, start_from=previous_weights(models_dir, ds), device=device,
-                              precision=precision, earlier=earlier, **tuning)
+        arguments = dict(texts=texts, pairs=pairs, out_dir=out, start_from=previous_weights(models_dir, ds),
+                         device=device, precision=precision, earlier=earlier, **tuning)
+        if processes > 1:
+            from recsys_tasks.models.distributed import tune_in_processes
+
+            report = tune_in_processes(arguments, processes)
+        else:
+            report = tune_encoder(**arguments)
         (out / "item_embeddings.npz").unlink(missing_ok=True)
     else:
         report = json.loads(report_path.read_text())

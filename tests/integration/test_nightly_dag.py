@@ -1,9 +1,9 @@
 """The nightly DAG end to end through Airflow's dag.test() on a small generated shop, with real DuckDB, GE and MiniLM."""
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,6 +140,8 @@ def test_language_models_leave_versioned_artefacts(shop):
     night = shop["home"] / "models" / D.isoformat()
     tuning = json.loads((night / "text_encoder" / "tuning.json").read_text())
     assert tuning["steps"] == 2 and tuning["pairs"] > 0  # MiniLM tuned on the training window's pairs
+    processes = int(os.environ.get("RECSYS_LM_PROCESSES", "1"))  # `RECSYS_LM_PROCESSES=2 pytest ...`: torchrun
+    assert tuning.get("processes", 1) == processes
     gate = tuning["gate"]  # judged on each shopper's last step, which the tuning never saw
     assert gate["exam_users"] > 0 and 0.0 <= gate["base_ndcg"] <= 1.0 and 0.0 <= gate["tuned_ndcg"] <= 1.0
     loaded = {}

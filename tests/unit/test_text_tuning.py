@@ -149,3 +149,31 @@ def test_gate_adopts_tuned_text_only_when_it_ranks_the_next_items_higher_beyond_
     assert not strict["adopted"] and strict["margin_se"] > 1
     nothing = text_gate(base, base, [np.asarray([1])])  # nothing to judge by: the base stays
     assert not nothing["adopted"] and nothing["exam_users"] == 0 and nothing["base_ndcg"] is None
+
+
+def test_two_processes_tune_the_nights_encoder_data_parallel_and_a_re_run_replays_it(tmp_path):
+    tune_encoder(TEXTS, PAIRS, tmp_path / "base", max_steps=0, time_budget_s=None, device="cpu")
+    night = dict(tune=True, device="cpu", max_steps=8, batch_size=4, lr=2e-4, trainable_layers=2, time_budget_s=None)
+    models = tmp_path / "models"
+    tuned, report = night_embeddings(models, date(2024, 3, 1), TEXTS, PAIRS, processes=2, **night)  # torchrun, gloo
+    assert report["processes"] == 2 and report["steps"] == 8 and not report["replayed_steps"]
+    out = models / "2024-03-01" / "text_encoder"
+    assert json.loads((out / "tuning.json").read_text())["processes"] == 2  # written by the first process
+    assert _pair_loss(out) < _pair_loss(tmp_path / "base") - 0.05
+    again, report = night_embeddings(models, date(2024, 3, 1), TEXTS, PAIRS, processes=2, **night)  # a re-run
+    assert report["replayed_steps"] and report["steps"] == 8
+    np.testing.assert_allclose(again, tuned, atol=1e-5)
+    alone = tune_encoder(TEXTS, PAIRS, tmp_path / "alone", earlier=report, device="cpu", max_steps=8, batch_size=4,
+                         lr=2e-4, trainable_layers=2, time_budget_s=None)
+    assert not alone["replayed_steps"] and "processes" not in alone  # one process is another recipe: no replay
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_two_gpus_tune_the_encoder_with_nccl(tmp_path):
+    from recsys_tasks.models.distributed import tune_in_processes
+
+    report = tune_in_processes(dict(texts=TEXTS, pairs=PAIRS, out_dir=tmp_path, max_steps=4, time_budget_s=None,
+                                    device="cuda"), 2)
+    assert report["processes"] == 2 and report["device"].startswith("cuda") and report["steps"] == 4
+    assert np.allclose(np.linalg.norm(encode_items(tmp_path, TEXTS, device="cuda"), axis=1), 1.0, atol=1e-5)
