@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 
 from recsys_tasks.config import MODEL_ENV
+from recsys_tasks.processes import command_words, process_age, process_gone, session_members
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
@@ -186,24 +187,6 @@ def start(home: Path, port: int, recsys_home: Path, timeout: float, demo: bool) 
     return 0
 
 
-def _stat(pid: int | str) -> list[str] | None:
-    """Return the fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, session, ...); None: gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def session_members(sid: int) -> list[int]:
-    """Return the processes of a session (the task processes Airflow starts get process groups of their own)."""
-    members = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        fields = _stat(entry.name)
-        if fields and int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
-
-
 def _reap(pid: int) -> None:
     try:  # the tests start the server from their own process: collect the exited leader
         os.waitpid(pid, os.WNOHANG)
@@ -213,11 +196,7 @@ def _reap(pid: int) -> None:
 
 def _command_line(pid: int) -> list[str]:
     """Return a process's command line as words; Airflow's process titles say api_server for api-server."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return raw.replace(b"\0", b" ").decode(errors="replace").replace("api_server", "api-server").split()
+    return [word.replace("api_server", "api-server") for word in command_words(pid)]
 
 
 def _healed_sessions(home: Path) -> list[int]:
@@ -227,24 +206,6 @@ def _healed_sessions(home: Path) -> list[int]:
     except (OSError, ValueError):
         return []
     return [sid for sid in sids if session_members(sid)]
-
-
-def process_age(pid: int) -> float:
-    """Return seconds since a process started (0.0 when it is gone)."""
-    fields = _stat(pid)
-    try:
-        ticks = int(fields[19])
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-    except (TypeError, OSError, ValueError, IndexError, StopIteration):
-        return 0.0
-    return max(0.0, time.time() - boot - ticks / os.sysconf("SC_CLK_TCK"))
-
-
-def process_gone(pid: int) -> bool:
-    """Return True when a process has exited (gone, or a zombie its parent has not collected)."""
-    fields = _stat(pid)
-    return fields is None or fields[0] == "Z"
 
 
 def running_components(home: Path) -> dict[str, list[int]]:

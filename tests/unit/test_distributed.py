@@ -15,6 +15,7 @@ import torch
 from recsys_tasks.config import load_settings
 from recsys_tasks.models import top_k
 from recsys_tasks.models.distributed import fingerprint, fit_in_processes, generators, process_count, share
+from recsys_tasks.processes import descendants, process_gone
 from recsys_tasks.training import _fit_and_save
 from tests.unit.test_student import small_student
 from tests.unit.test_teacher import chain_data, small_teacher
@@ -111,33 +112,9 @@ def test_processes_share_the_batch_order_and_draw_their_own_samples():
     assert order is own is solo  # one process: the draws are those of a fit without torch.distributed
 
 
-def descendants(pid: int) -> set[int]:
-    """Return the live (not zombie) processes started by pid, directly or not."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
 def alive(pids: set[int]) -> set[int]:
     """Return those of pids still running (a zombie has ended)."""
-    left = set()
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                left.add(pid)
-        except OSError:
-            pass
-    return left
+    return {pid for pid in pids if not process_gone(pid)}
 
 
 FIT_FOREVER = """
