@@ -115,8 +115,9 @@ def tune_encoder(texts: list[str], pairs: np.ndarray, out_dir: Path, *, start_fr
               "max_steps": max_steps, "time_budget_s": time_budget_s, "batch_size": batch,
               "trainable_layers": trainable_layers, "lr": lr, "max_seq_length": max_seq_length, "scale": scale,
               "seed": seed, "bf16": uses_bf16(dev, precision), **({"processes": processes} if processes > 1 else {})}
+    # a night tuned in one process has no "processes" key: the same recipe as one tuned before lm_processes existed
     replay = (earlier is not None and isinstance(earlier.get("steps"), int) and earlier.get("processes", 1) == processes
-              and all(earlier.get(key) == value for key, value in recipe.items()))  # nights before lm_processes: 1
+              and all(earlier.get(key) == value for key, value in recipe.items()))
     budget = TimeBudget(None if replay else time_budget_s)
     last_step = earlier["steps"] if replay else max_steps
     losses, steps = [], 0
