@@ -73,7 +73,7 @@ class Student(SequenceRecommender):
         self.user_vectors: np.ndarray | None = None  # (n_users, dim [+ rank]) float32, the prior's weight folded in
         self.item_vectors: np.ndarray | None = None  # (n_items, dim [+ rank]) float32, the logit scale folded in
         self.repeat_bonus: sp.csr_matrix | None = None  # (n_users, n_items) float32 on the users' own items
-        self._items_on: torch.Tensor | None = None  # item_vectors on the scoring device (score_tensor)
+        self._items_on: tuple | None = None  # (item_vectors, the device asked for, its copy there): score_tensor
         self._teacher: Teacher | None = None
 
     def get_params(self) -> dict:
@@ -205,7 +205,6 @@ class Student(SequenceRecommender):
             weight = np.float32(self.prior_weight * self.prior_boost)
             self.user_vectors = np.hstack([self.user_vectors, weight * prior[0]]).astype(np.float32)
             self.item_vectors = np.hstack([self.item_vectors, prior[1]]).astype(np.float32)
-        self._items_on = None
         self.net = None  # scoring needs only the vectors
 
     def set_prior_boost(self, boost: float) -> "Student":
@@ -237,10 +236,11 @@ class Student(SequenceRecommender):
     def _scores_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
         """Return the scores computed by torch on device: the product, then the sparse bonus added in place."""
         user_idx = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
-        if self._items_on is None or self._items_on.device != device:
-            self._items_on = torch.as_tensor(self.item_vectors, device=device)
+        # copied once per fit or load and device; the device asked for, not the tensor's ("cuda" reads "cuda:0")
+        if self._items_on is None or self._items_on[0] is not self.item_vectors or self._items_on[1] != device:
+            self._items_on = (self.item_vectors, device, torch.as_tensor(self.item_vectors, device=device))
         users = torch.as_tensor(self.user_vectors[user_idx], device=device)
-        scores = users @ self._items_on.T
+        scores = users @ self._items_on[2].T
         bonus = self.repeat_bonus[user_idx].tocoo()
         if bonus.nnz:
             where = (torch.as_tensor(bonus.row, device=device), torch.as_tensor(bonus.col, device=device))
@@ -260,7 +260,6 @@ class Student(SequenceRecommender):
     def _set_state(self, state: dict) -> None:
         self.user_vectors = state["user_vectors"].astype(np.float32)
         self.item_vectors = state["item_vectors"].astype(np.float32)
-        self._items_on = None
         self.repeat_bonus = sp.csr_matrix(state["repeat_bonus"], dtype=np.float32)
         self.prior_weight = float(state["prior_weight"]) if "prior_weight" in state else None
         self._set_tail_state(state)
