@@ -251,9 +251,8 @@ def component_states(home: Path, port: int, hung_after: float) -> dict[str, tupl
     running = running_components(home)
     old = {component: bool(pids) and max(process_age(pid) for pid in pids) > hung_after
            for component, pids in running.items()}  # main process older than the silence: not one still starting
-    answer, silent = health(port), 0.0
-    if answer is None and old["api-server"]:
-        answer, silent = patient_health(port, min(hung_after, API_PATIENCE_S))
+    # one request, unless the api-server is old enough to be judged: then it gets its patience to answer
+    answer, silent = patient_health(port, min(hung_after, API_PATIENCE_S) if old["api-server"] else 0.0)
     ages = heartbeat_ages(answer) if answer is not None else {}
     states = {}
     for component, pids in running.items():
