@@ -28,7 +28,7 @@ import polars as pl
 from bench import reference_baselines as rb
 from recsys_tasks.metrics import expected_rank, hit_rate_at_k, ndcg_at_k, ndcg_from_rank, recall_at_k
 from recsys_tasks.config import Settings
-from recsys_tasks.models import Blend, NextPurchaseGBDT, TrainingData, build_model, top_k
+from recsys_tasks.models import Blend, NextPurchaseGBDT, TrainingData, top_k
 
 log = logging.getLogger("bench.quality")
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -75,24 +75,33 @@ class SequenceRecommender(Recommender):
     def _torch_device(self) -> torch.device:
         return torch_device(self.device)
 
-    def score_tensor(self, user_idx: np.ndarray) -> torch.Tensor:
-        """Return score(user_idx) as a new float32 tensor, where top_k selects with torch (the student: on its device)."""
-        return torch.from_numpy(np.ascontiguousarray(self.score(user_idx), dtype=np.float32))
-
     @torch.no_grad()
-    def _last_logits(self, user_idx: np.ndarray, chunk: int = 256) -> np.ndarray:
-        """Return (len(user_idx), n_items) float32 logits after each user's newest event (short histories batched)."""
-        device = self._torch_device()
+    def _logit_chunks(self, user_idx: np.ndarray, device: torch.device, chunk: int = 256):
+        """Yield (positions in user_idx, float32 logits on device) after each user's newest event, a chunk of users
+        of like history length at a time (short histories batched together)."""
         net = self.net.to(device).eval()
         _, position = all_items(self.n_items, device)
-        out = np.empty((len(user_idx), self.n_items), dtype=np.float32)
         with autocast(device, self.precision):
             vectors = net.tower(None)
-            order = np.argsort((self.tail_tokens[user_idx] != 0).sum(axis=1), kind="stable")
-            for start in range(0, len(order), chunk):
-                pick = order[start:start + chunk]
+        order = np.argsort((self.tail_tokens[user_idx] != 0).sum(axis=1), kind="stable")
+        for start in range(0, len(order), chunk):
+            pick = order[start:start + chunk]
+            with autocast(device, self.precision):  # entered per chunk: the caller's work between chunks runs outside
                 logits = net.last_logits(*self._tail(user_idx[pick], device), vectors, position)
-                out[pick] = logits.float().cpu().numpy()
+            yield pick, logits.float()
+
+    def _last_logits(self, user_idx: np.ndarray) -> np.ndarray:
+        """Return (len(user_idx), n_items) float32 logits on the host, each chunk brought there as it is computed."""
+        out = np.empty((len(user_idx), self.n_items), dtype=np.float32)
+        for pick, logits in self._logit_chunks(user_idx, self._torch_device()):
+            out[pick] = logits.cpu().numpy()
+        return out
+
+    def _logits_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Return (len(user_idx), n_items) float32 logits left on device."""
+        out = torch.empty((len(user_idx), self.n_items), dtype=torch.float32, device=device)
+        for pick, logits in self._logit_chunks(user_idx, device):
+            out[torch.as_tensor(pick, device=device)] = logits
         return out
 
     def _repeat_evidence(self, user_idx: int, item: int) -> Evidence | None:
@@ -185,6 +194,7 @@ class Teacher(SequenceRecommender):
         self.bought: sp.csr_matrix | None = None  # (n_users, n_items) float32 log(1 + purchases)
         self.time_budget_s = time_budget_s  # float | None: wall-clock limit of fit (None: epochs decide)
         self.prior: EASE | None = None
+        self._prior_device: tuple | None = None  # (prior weights, the device asked for, their copy, kept items): score_tensor
 
     def get_params(self) -> dict:
         return {"dim": self.dim, "layers": self.layers, "heads": self.heads, "max_len": self.max_len,
@@ -234,6 +244,52 @@ class Teacher(SequenceRecommender):
         """Return the transformer's logits; with priors, the blend of combine()."""
         self._check_fitted()
         return self.combine(self.components(np.atleast_1d(np.asarray(user_idx, dtype=np.int64))))
+
+    def score_tensor(self, user_idx: np.ndarray) -> torch.Tensor:
+        """Return score(user_idx) as a new float32 tensor on the model's device, where top_k selects.
+
+        On a GPU the logits, the item-item prior and the buy-again term are computed and added there, so only each
+        user's k best cross to the host; on a CPU it is score()'s NumPy result, handed over without a copy.
+        """
+        self._check_fitted()
+        user_idx = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
+        device = self._torch_device()
+        if device.type == "cpu":
+            return torch.from_numpy(self.score(user_idx))
+        return self._scores_on(user_idx, device)
+
+    def _scores_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
+        """combine(components(user_idx)) computed by torch on device."""
+        logits = self._logits_on(user_idx, device)
+        use_prior = self.prior is not None and self.prior_weight > 0
+        use_again = self.bought is not None and self.buy_again_weight > 0
+        if not (use_prior or use_again):
+            return logits
+        out = standardised_tensor(logits)
+        if use_prior:
+            out += self.prior_weight * standardised_tensor(self._prior_on(user_idx, device))
+        if use_again:
+            bought = self.bought[user_idx].tocoo()
+            if bought.nnz:
+                where = (torch.as_tensor(bought.row, device=device), torch.as_tensor(bought.col, device=device))
+                values = torch.as_tensor(bought.data * np.float32(self.buy_again_weight), device=device)
+                out.index_put_(where, values, accumulate=True)
+        return out
+
+    def _prior_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Return prior.score(user_idx) computed on device (EASE's weights copied there once per fit and device)."""
+        prior = self.prior
+        if self._prior_device is None or self._prior_device[0] is not prior.weights or self._prior_device[1] != device:
+            self._prior_device = (prior.weights, device, torch.as_tensor(prior.weights, device=device),
+                                  torch.as_tensor(prior.kept_items, device=device))
+        _, _, weights, kept = self._prior_device
+        rows = prior.user_items[user_idx].tocoo()
+        history = torch.zeros((len(user_idx), len(prior.kept_items)), dtype=torch.float32, device=device)
+        history.index_put_((torch.as_tensor(rows.row, device=device), torch.as_tensor(rows.col, device=device)),
+                           torch.as_tensor(rows.data, dtype=torch.float32, device=device), accumulate=True)
+        out = torch.full((len(user_idx), self.n_items), float("-inf"), dtype=torch.float32, device=device)
+        out[:, kept] = history @ weights
+        return out
 
     def components(self, user_idx: np.ndarray) -> dict[str, np.ndarray]:
         """Return the parts of the score for users: transformer logits, item-item prior, log(1 + times bought)."""
@@ -287,3 +343,13 @@ def standardised(scores: np.ndarray) -> np.ndarray:
     scores -= scores.mean(axis=1, keepdims=True)
     scores /= np.maximum(scores.std(axis=1, keepdims=True), 1e-6)
     return scores
+
+
+def standardised_tensor(scores: torch.Tensor) -> torch.Tensor:
+    """standardised() for a float32 tensor, computed where it lies; returns a new tensor."""
+    finite = torch.isfinite(scores)
+    if not bool(finite.all()):
+        low = torch.where(finite, scores, float("inf")).amin(dim=1, keepdim=True)
+        scores = torch.where(finite, scores, torch.where(torch.isfinite(low), low, 0.0))
+    scores = scores - scores.mean(dim=1, keepdim=True)
+    return scores / scores.std(dim=1, correction=0, keepdim=True).clamp_min(1e-6)

@@ -1,5 +1,4 @@
 """Settings: defaults < source defaults < environment < run parameters."""
-from pathlib import Path
 
 import pytest
 

@@ -1,7 +1,6 @@
 """The nightly report: an offline HTML page from the analysts' database, and GE data docs rendered beside it."""
 from __future__ import annotations
 
-import json
 import re
 from datetime import date, datetime
 

@@ -12,7 +12,7 @@ from recsys_tasks.models.item_inputs import tower_inputs
 from recsys_tasks.models.sequence_net import RepeatHead, TransformerEncoder, mask_seen, window_loss
 from recsys_tasks.models.sequences import last_windows, running_counts, training_windows
 from recsys_tasks.models.device import _warn_emulated_cpu_bf16, cpu_has_native_bf16, uses_bf16
-from recsys_tasks.models.teacher import Teacher, standardised
+from recsys_tasks.models.teacher import Teacher, standardised, standardised_tensor
 
 N_ITEMS = 12
 COLD = 11  # never bought by anyone
@@ -270,6 +270,49 @@ def test_buy_again_term_adds_log_purchases_to_standardised_scores():
     np.testing.assert_allclose(model.score(np.arange(4)), expected, rtol=1e-5, atol=1e-5)
     model.buy_again_weight = 0.0
     np.testing.assert_array_equal(model.score(np.arange(4)), parts["logits"])  # no prior: the raw logits
+
+
+def test_standardised_tensor_matches_the_numpy_rule_with_unscored_items():
+    scores = np.asarray([[1.0, 2.0, -np.inf, 4.0], [-np.inf] * 4, [3.0, 3.0, 3.0, 3.0]], np.float32)
+    np.testing.assert_allclose(standardised_tensor(torch.from_numpy(scores)).numpy(), standardised(scores),
+                               rtol=1e-6, atol=1e-6)
+    assert np.isneginf(scores[0, 2])  # the input is left as it was
+
+
+def test_the_device_scoring_path_adds_logits_prior_and_buy_again_like_the_host_path():
+    # what score_tensor runs on a GPU (each term computed and added by torch where the logits lie), on the CPU
+    data = chain_data(repeats=True)
+    model = small_teacher(epochs=3, prior_weight=0.5, prior_max_items=8, buy_again_weight=2.0).fit(data)
+    users = np.arange(data.n_users)
+    host = model.score(users)
+    assert np.isneginf(model.components(users[:5])["prior"]).any()  # items the prior does not cover
+    on_device = model._scores_on(users, torch.device("cpu"))
+    assert on_device.dtype == torch.float32 and on_device.shape == host.shape
+    np.testing.assert_allclose(on_device.numpy(), host, rtol=1e-4, atol=1e-4)
+    cached = model._prior_device[2]
+    model._scores_on(users[:2], torch.device("cpu"))
+    assert model._prior_device[2] is cached  # the prior's weights are copied to the device once, not per chunk
+    model.prior_weight = model.buy_again_weight = 0.0
+    np.testing.assert_allclose(model._scores_on(users, torch.device("cpu")).numpy(), model.score(users),
+                               rtol=1e-5, atol=1e-5)  # without priors: the raw logits
+    on_cpu = model.score_tensor(users)  # the CPU's own path: score()'s NumPy result, as a tensor
+    np.testing.assert_array_equal(on_cpu.numpy(), model.score(users))
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_scores_with_prior_and_buy_again_on_the_device_and_selects_there():
+    data = chain_data(repeats=True)
+    model = small_teacher(epochs=3, prior_weight=0.5, prior_max_items=8, buy_again_weight=2.0,
+                          device="cuda", precision="fp32").fit(data)
+    users = np.arange(data.n_users)
+    on_gpu = model.score_tensor(users)
+    assert on_gpu.device.type == "cuda" and on_gpu.dtype == torch.float32
+    host = model.score(users)
+    np.testing.assert_allclose(on_gpu.cpu().numpy(), host, rtol=1e-4, atol=1e-4)
+    items, values = top_k(model, users, 3)  # selected on the GPU: exact up to the float error between the two
+    np.testing.assert_allclose(values, np.take_along_axis(host, items, axis=1), rtol=1e-4, atol=1e-4)
+    assert (values[:, -1] >= np.sort(host, axis=1)[:, -3] - 1e-4).all()
 
 
 def test_pipeline_feeds_sequences_ages_text_and_attributes():
