@@ -25,7 +25,7 @@ run: $(BIN)/.installed
 
 ## the whole test suite (creates the environment if missing)
 test: $(BIN)/.installed ui-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 tests
 
 ## unit tests only
 test-fast: $(BIN)/.installed
