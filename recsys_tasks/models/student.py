@@ -23,9 +23,10 @@ import torch
 from recsys_tasks.models.base import TrainingData
 from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything, uses_bf16
 from recsys_tasks.models.sequence_net import PooledEncoder, SequenceNet, mask_seen
+from recsys_tasks.models.sequence_recommender import SequenceRecommender
 from recsys_tasks.models.sequence_training import all_items, sampled_items, train_net
 from recsys_tasks.models.sequences import histories, sequence_ages, training_windows
-from recsys_tasks.models.teacher import SequenceRecommender, Teacher
+from recsys_tasks.models.teacher import Teacher
 from recsys_tasks.models.topk import top_k
 
 log = logging.getLogger(__name__)
