@@ -295,8 +295,11 @@ def test_the_device_scoring_path_adds_logits_prior_and_buy_again_like_the_host_p
     model.prior_weight = model.buy_again_weight = 0.0
     np.testing.assert_allclose(model._scores_on(users, torch.device("cpu")).numpy(), model.score(users),
                                rtol=1e-5, atol=1e-5)  # without priors: the raw logits
-    on_cpu = model.score_tensor(users)  # the CPU's own path: score()'s NumPy result, as a tensor
-    np.testing.assert_array_equal(on_cpu.numpy(), model.score(users))
+    model.prior_weight, model.buy_again_weight = 0.5, 2.0
+    np.testing.assert_array_equal(model.score_tensor(users).numpy(), on_device.numpy())  # the CPU's own path
+    items, values = top_k(model, users, 3)  # selected by torch from those scores: score()'s lists
+    np.testing.assert_allclose(values, np.take_along_axis(host, items, axis=1), rtol=1e-4, atol=1e-4)
+    assert (values[:, -1] >= np.sort(host, axis=1)[:, -3] - 1e-4).all()
 
 
 @pytest.mark.gpu
