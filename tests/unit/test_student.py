@@ -7,7 +7,8 @@ import torch
 
 from recsys_tasks.models import load_model, top_k
 from recsys_tasks.models.ease import EASE
-from recsys_tasks.models.student import Student, low_rank_prior
+from recsys_tasks.models.distillation import low_rank_prior
+from recsys_tasks.models.student import Student
 from recsys_tasks.models.teacher import standardised
 from tests.unit.test_teacher import COLD, N_ITEMS, chain_data, one_thread, small_teacher  # noqa: F401 (fixture)
 
