@@ -341,14 +341,20 @@ def overlay_rows(base: np.ndarray, overlay: sp.csr_matrix, user_idx: np.ndarray)
 
 
 def log_softmax_rows(scores: np.ndarray) -> np.ndarray:
-    """Return the float32 log-softmax of each row; -inf entries stay -inf, a row without a finite entry all -inf."""
-    scores = np.asarray(scores, dtype=np.float64)
-    finite = np.isfinite(scores)
-    top = np.where(finite, scores, -np.inf).max(axis=1, keepdims=True, initial=-np.inf)
-    top = np.where(np.isfinite(top), top, 0.0)
-    shifted = np.where(finite, scores - top, -np.inf)
-    norm = np.log(np.maximum(np.exp(shifted).sum(axis=1, keepdims=True), 1e-300))
-    return (shifted - norm).astype(np.float32)
+    """Return the float32 log-softmax of each row; -inf entries stay -inf, a row without a finite entry all -inf.
+
+    Computed in float32 in one copy (the sums in float64): 2.4x faster than through float64 temporaries, and
+    within one float32 step of it (bench/README "The exact top-K").
+    """
+    out = np.array(scores, dtype=np.float32, copy=True)
+    unscored = ~np.isfinite(out)
+    if unscored.any():
+        out[unscored] = -np.inf
+    top = out.max(axis=1, keepdims=True) if out.shape[1] else np.zeros((len(out), 1), np.float32)
+    top[~np.isfinite(top)] = 0.0
+    out -= top
+    out -= np.log(np.maximum(np.exp(out).sum(axis=1, keepdims=True, dtype=np.float64), 1e-300)).astype(np.float32)
+    return out
 
 
 def user_rows(matrix: sp.csr_matrix, user_idx: np.ndarray) -> sp.csr_matrix:

@@ -30,6 +30,22 @@ def test_log_softmax_rows_are_log_probabilities_and_keep_minus_infinity():
     assert np.isclose(out[0, 1] - out[0, 0], 1.0)  # differences of scores survive
 
 
+def test_log_softmax_rows_match_a_float64_reference_and_leave_the_input_alone():
+    from scipy.special import log_softmax
+
+    rng = np.random.default_rng(3)
+    scores = (rng.standard_normal((50, 300)) * 5).astype(np.float32)
+    scores[:, ::4] = -np.inf
+    scores[7, 3], scores[9, 5] = np.nan, np.inf  # not scores: treated as unscored, like -inf
+    before = scores.copy()
+    out = log_softmax_rows(scores)
+    unscored = ~np.isfinite(scores)
+    expected = log_softmax(np.where(unscored, -np.inf, scores.astype(np.float64)), axis=1)
+    assert out.dtype == np.float32 and np.array_equal(np.isneginf(out), unscored)
+    np.testing.assert_allclose(out[~unscored], expected[~unscored], rtol=1e-6, atol=1e-5)
+    np.testing.assert_array_equal(scores, before)
+
+
 def test_gbdt_log_scores_are_its_probabilities_with_every_other_item_below(parts):
     gbdt = parts["gbdt"]
     scores, logp = gbdt.score(USERS), gbdt.log_scores(USERS)
