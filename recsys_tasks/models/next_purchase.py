@@ -223,12 +223,7 @@ class NextPurchaseGBDT(Recommender):
     def log_scores(self, user_idx: np.ndarray) -> np.ndarray:
         """Return log purchase probabilities: the trees' own on candidates; every other item one nat below the
         user's least likely candidate, in popularity order, so another model in a blend can still lift it."""
-        scores = self.score(user_idx).astype(np.float64)
-        candidate = scores >= 1.0
-        logp = np.log(np.clip(scores - 1.0, 1e-9, None))
-        floor = np.where(candidate, logp, np.inf).min(axis=1, keepdims=True, initial=np.inf)
-        floor = np.where(np.isfinite(floor), floor, np.log(1e-9))
-        return np.where(candidate, logp, floor - 1.0 - (1.0 - scores)).astype(np.float32)
+        return purchase_log_probabilities(self.score(user_idx))
 
     def explain(self, user_idx: int, item_idx: np.ndarray) -> list[Evidence]:
         self._check_fitted()
@@ -256,3 +251,22 @@ class NextPurchaseGBDT(Recommender):
         self.history = state["history"]
         self.new_items = state.get("new_items")  # absent from artefacts written before new items were scored
         self.item_text = state.get("item_text", np.zeros((0, 0), np.float16))
+
+
+def purchase_log_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Return NextPurchaseGBDT.log_scores from its scores (candidates: 1 + probability; others: popularity in [0, 1)).
+
+    Candidates get log(probability); every other item floor - 1 - (1 - score), floor the user's least likely
+    candidate (log 1e-9 without any). The logarithm is taken of the candidates only, in float64 as the order of the
+    others needs.
+    """
+    rows, cols = np.nonzero(scores >= 1.0)  # row-major: each user's candidates together
+    logp = np.log(np.clip(scores[rows, cols].astype(np.float64) - 1.0, 1e-9, None))
+    floor = np.full(len(scores), np.log(1e-9))
+    if len(rows):
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        floor[rows[starts]] = np.minimum.reduceat(logp, starts)
+    out = np.asarray(scores, dtype=np.float64) + (floor - 2.0)[:, None]  # floor - 1 - (1 - score)
+    out = out.astype(np.float32)
+    out[rows, cols] = logp
+    return out

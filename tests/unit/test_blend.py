@@ -5,6 +5,7 @@ import pytest
 from recsys_tasks.config import Settings
 from recsys_tasks.models import Blend, build_model, load_model, top_k
 from recsys_tasks.models.base import log_softmax_rows
+from recsys_tasks.models.next_purchase import purchase_log_probabilities
 from recsys_tasks.training import blend_grid, choose
 from tests.unit.test_next_purchase import N_USERS, SMALL, shop
 
@@ -55,8 +56,23 @@ def test_gbdt_log_scores_are_its_probabilities_with_every_other_item_below(parts
         others = ~candidate[u]
         if others.any():
             assert logp[u, others].max() < logp[u, candidate[u]].min()
+            floor = logp[u, candidate[u]].min() if candidate[u].any() else np.log(1e-9)
+            np.testing.assert_allclose(logp[u, others], floor - 1.0 - (1.0 - scores[u, others]), atol=1e-5)
             # non-candidates keep their popularity order
             assert (np.argsort(-logp[u, others], kind="stable") == np.argsort(-scores[u, others], kind="stable")).all()
+
+
+def test_purchase_log_probabilities_floor_each_users_others_below_their_own_least_likely_candidate():
+    scores = np.array([[1.5, 0.2, 1.1, 0.7],  # candidates 0.5 and 0.1: the others sit below log 0.1
+                       [0.3, 1.8, 0.9, 0.1],  # one candidate, 0.8
+                       [0.4, 0.6, 0.2, 0.0]], np.float32)  # none: below log 1e-9
+    out = purchase_log_probabilities(scores)
+    floors = np.log([0.1, 0.8, 1e-9])
+    expected = floors[:, None] - 1.0 - (1.0 - scores.astype(np.float64))
+    expected[0, [0, 2]] = np.log([0.5, 0.1])
+    expected[1, 1] = np.log(0.8)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert out.dtype == np.float32
 
 
 def test_blend_adds_the_weighted_log_probabilities_of_its_parts(parts):
