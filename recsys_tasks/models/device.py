@@ -93,3 +93,30 @@ class TimeBudget:
     def spent(self) -> bool:
         """Return True once the allowance is used up."""
         return self.seconds is not None and self.elapsed() >= self.seconds
+
+
+class DeviceCopies:
+    """NumPy arrays copied to a torch device once, and again only when the array or the device asked for changes.
+
+    Keyed on the device asked for, not the tensor's: torch.device("cuda") != torch.device("cuda:0"), so comparing
+    with the copy's own device would copy again on every call.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple] = {}  # name -> (the array, the device asked for, its copy there)
+
+    def get(self, name: str, array: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Return array on device, copied only when this very array was not copied there before."""
+        held = self._held.get(name)
+        if held is None or held[0] is not array or held[1] != device:
+            held = self._held[name] = (array, device, torch.as_tensor(array, device=device))
+        return held[2]
+
+
+def add_sparse(out: torch.Tensor, rows, scale: float = 1.0) -> torch.Tensor:
+    """Add scale x the SciPy sparse matrix rows (same shape as out) into out, in place, where out lies."""
+    coo = rows.tocoo()
+    if coo.nnz:
+        where = (torch.as_tensor(coo.row, device=out.device), torch.as_tensor(coo.col, device=out.device))
+        out.index_put_(where, torch.as_tensor(coo.data * np.float32(scale), device=out.device), accumulate=True)
+    return out

@@ -21,7 +21,8 @@ import scipy.sparse as sp
 import torch
 
 from recsys_tasks.models.base import TrainingData
-from recsys_tasks.models.device import TimeBudget, autocast, batch_size_for, seed_everything, uses_bf16
+from recsys_tasks.models.device import (DeviceCopies, TimeBudget, add_sparse, autocast, batch_size_for,
+                                        seed_everything, uses_bf16)
 from recsys_tasks.models.distillation import distillation_loss, history_matrix, low_rank_prior
 from recsys_tasks.models.sequence_net import PooledEncoder
 from recsys_tasks.models.sequence_recommender import SequenceRecommender
@@ -75,7 +76,7 @@ class Student(SequenceRecommender):
         self.user_vectors: np.ndarray | None = None  # (n_users, dim [+ rank]) float32, the prior's weight folded in
         self.item_vectors: np.ndarray | None = None  # (n_items, dim [+ rank]) float32, the logit scale folded in
         self.repeat_bonus: sp.csr_matrix | None = None  # (n_users, n_items) float32 on the users' own items
-        self._items_on: tuple | None = None  # (item_vectors, the device asked for, its copy there): score_tensor
+        self._on_device = DeviceCopies()  # item_vectors where score_tensor computes
         self._teacher: Teacher | None = None
 
     def get_params(self) -> dict:
@@ -238,16 +239,9 @@ class Student(SequenceRecommender):
     def _scores_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
         """Return the scores computed by torch on device: the product, then the sparse bonus added in place."""
         user_idx = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
-        # copied once per fit or load and device; the device asked for, not the tensor's ("cuda" reads "cuda:0")
-        if self._items_on is None or self._items_on[0] is not self.item_vectors or self._items_on[1] != device:
-            self._items_on = (self.item_vectors, device, torch.as_tensor(self.item_vectors, device=device))
+        items = self._on_device.get("item vectors", self.item_vectors, device)  # once per fit or load and device
         users = torch.as_tensor(self.user_vectors[user_idx], device=device)
-        scores = users @ self._items_on[2].T
-        bonus = self.repeat_bonus[user_idx].tocoo()
-        if bonus.nnz:
-            where = (torch.as_tensor(bonus.row, device=device), torch.as_tensor(bonus.col, device=device))
-            scores.index_put_(where, torch.as_tensor(bonus.data, device=device), accumulate=True)
-        return scores
+        return add_sparse(users @ items.T, self.repeat_bonus[user_idx])
 
     def _item_vectors(self, items: np.ndarray) -> np.ndarray:
         return self.item_vectors[items].copy()

@@ -19,7 +19,8 @@ import torch
 
 from recsys_tasks.models.base import TrainingData
 from recsys_tasks.models.ease import EASE
-from recsys_tasks.models.device import TimeBudget, batch_size_for, seed_everything, uses_bf16
+from recsys_tasks.models.device import (DeviceCopies, TimeBudget, add_sparse, batch_size_for, seed_everything,
+                                        uses_bf16)
 from recsys_tasks.models.sequence_net import TransformerEncoder
 from recsys_tasks.models.sequence_recommender import SequenceRecommender
 from recsys_tasks.models.sequence_training import train_net
@@ -66,7 +67,7 @@ class Teacher(SequenceRecommender):
         self.bought: sp.csr_matrix | None = None  # (n_users, n_items) float32 log(1 + purchases)
         self.time_budget_s = time_budget_s  # float | None: wall-clock limit of fit (None: epochs decide)
         self.prior: EASE | None = None
-        self._prior_device: tuple | None = None  # (prior weights, the device asked for, their copy, kept items): score_tensor
+        self._on_device = DeviceCopies()  # the prior's weights and kept items where score_tensor computes
 
     def get_params(self) -> dict:
         return {"dim": self.dim, "layers": self.layers, "heads": self.heads, "max_len": self.max_len,
@@ -131,28 +132,21 @@ class Teacher(SequenceRecommender):
     def _scores_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
         """combine(components(user_idx)) computed by torch on device."""
         logits = self._logits_on(user_idx, device)
-        use_prior = self.prior is not None and self.prior_weight > 0
-        use_again = self.bought is not None and self.buy_again_weight > 0
+        use_prior, use_again = self._terms()
         if not (use_prior or use_again):
             return logits
         out = standardised_tensor(logits)
         if use_prior:
             out += self.prior_weight * standardised_tensor(self._prior_on(user_idx, device))
         if use_again:
-            bought = self.bought[user_idx].tocoo()
-            if bought.nnz:
-                where = (torch.as_tensor(bought.row, device=device), torch.as_tensor(bought.col, device=device))
-                values = torch.as_tensor(bought.data * np.float32(self.buy_again_weight), device=device)
-                out.index_put_(where, values, accumulate=True)
+            add_sparse(out, self.bought[user_idx], self.buy_again_weight)
         return out
 
     def _prior_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
         """Return prior.score(user_idx) computed on device (EASE's weights copied there once per fit and device)."""
         prior = self.prior
-        if self._prior_device is None or self._prior_device[0] is not prior.weights or self._prior_device[1] != device:
-            self._prior_device = (prior.weights, device, torch.as_tensor(prior.weights, device=device),
-                                  torch.as_tensor(prior.kept_items, device=device))
-        _, _, weights, kept = self._prior_device
+        weights = self._on_device.get("prior weights", prior.weights, device)
+        kept = self._on_device.get("prior kept items", prior.kept_items, device)
         rows = prior.user_items[user_idx].tocoo()  # a few items per user: a sparse product, as EASE's own score
         history = torch.sparse_coo_tensor(torch.as_tensor(np.vstack([rows.row, rows.col]), device=device),
                                           torch.as_tensor(rows.data, dtype=torch.float32, device=device),
@@ -164,11 +158,17 @@ class Teacher(SequenceRecommender):
     def components(self, user_idx: np.ndarray) -> dict[str, np.ndarray]:
         """Return the parts of the score for users: transformer logits, item-item prior, log(1 + times bought)."""
         parts = {"logits": self._last_logits(user_idx)}
-        if self.prior is not None and self.prior_weight > 0:
+        use_prior, use_again = self._terms()
+        if use_prior:
             parts["prior"] = self.prior.score(user_idx)
-        if self.bought is not None and self.buy_again_weight > 0:
+        if use_again:
             parts["buy_again"] = self.bought[user_idx].toarray()
         return parts
+
+    def _terms(self) -> tuple[bool, bool]:
+        """Return whether the score adds the item-item prior and the buy-again term (fitted, with a weight > 0)."""
+        return (self.prior is not None and self.prior_weight > 0,
+                self.bought is not None and self.buy_again_weight > 0)
 
     def combine(self, parts: dict[str, np.ndarray]) -> np.ndarray:
         """Return the score: standardised logits + prior_weight x standardised prior + buy_again_weight x buy_again.

@@ -139,9 +139,10 @@ def test_repeat_bonus_is_sparse_on_the_users_own_items():
     for in_torch in (model.score_tensor(users), model._scores_on(users, torch.device("cpu"))):  # GPU's arithmetic
         assert in_torch.dtype == torch.float32 and in_torch.device.type == "cpu"
         np.testing.assert_allclose(in_torch.numpy(), model.score(users), rtol=1e-5, atol=1e-5)
-    cached = model._items_on[2]
+    cached = model._on_device.get("item vectors", model.item_vectors, torch.device("cpu"))
     model._scores_on(users[:2], torch.device("cpu"))
-    assert model._items_on[2] is cached  # the item vectors are copied to the device once, not per chunk
+    again = model._on_device.get("item vectors", model.item_vectors, torch.device("cpu"))
+    assert again is cached  # the item vectors are copied to the device once, not per chunk
 
 
 def test_a_teacher_of_other_users_is_refused(chain, teacher):

@@ -11,7 +11,8 @@ from recsys_tasks.models import TrainingData, build_model, load_model, model_nam
 from recsys_tasks.models.item_inputs import tower_inputs
 from recsys_tasks.models.sequence_net import RepeatHead, TransformerEncoder, mask_seen, window_loss
 from recsys_tasks.models.sequences import last_windows, running_counts, training_windows
-from recsys_tasks.models.device import _warn_emulated_cpu_bf16, cpu_has_native_bf16, uses_bf16
+from recsys_tasks.models.device import (DeviceCopies, _warn_emulated_cpu_bf16, add_sparse, cpu_has_native_bf16,
+                                        uses_bf16)
 from recsys_tasks.models.teacher import Teacher, standardised, standardised_tensor
 
 N_ITEMS = 12
@@ -279,6 +280,17 @@ def test_standardised_tensor_matches_the_numpy_rule_with_unscored_items():
     assert np.isneginf(scores[0, 2])  # the input is left as it was
 
 
+def test_device_copies_copy_an_array_once_per_array_and_device_asked_for():
+    copies, cpu = DeviceCopies(), torch.device("cpu")
+    first = np.arange(6, dtype=np.float32)
+    held = copies.get("x", first, cpu)
+    assert copies.get("x", first, torch.device("cpu")) is held  # an equal device asked for: no new copy
+    assert copies.get("x", first.copy(), cpu) is not held  # another array (a refit): copied again
+    out = torch.zeros((2, 3))
+    add_sparse(out, sp.csr_matrix(np.array([[0, 2.0, 0], [1.0, 0, 0]], np.float32)), scale=3.0)
+    np.testing.assert_array_equal(out.numpy(), [[0, 6.0, 0], [3.0, 0, 0]])
+
+
 def test_the_device_scoring_path_adds_logits_prior_and_buy_again_like_the_host_path():
     # what score_tensor runs on a GPU (each term computed and added by torch where the logits lie), on the CPU
     data = chain_data(repeats=True)
@@ -289,9 +301,10 @@ def test_the_device_scoring_path_adds_logits_prior_and_buy_again_like_the_host_p
     on_device = model._scores_on(users, torch.device("cpu"))
     assert on_device.dtype == torch.float32 and on_device.shape == host.shape
     np.testing.assert_allclose(on_device.numpy(), host, rtol=1e-4, atol=1e-4)
-    cached = model._prior_device[2]
+    cached = model._on_device.get("prior weights", model.prior.weights, torch.device("cpu"))
     model._scores_on(users[:2], torch.device("cpu"))
-    assert model._prior_device[2] is cached  # the prior's weights are copied to the device once, not per chunk
+    again = model._on_device.get("prior weights", model.prior.weights, torch.device("cpu"))
+    assert again is cached  # the prior's weights are copied to the device once, not per chunk
     model.prior_weight = model.buy_again_weight = 0.0
     np.testing.assert_allclose(model._scores_on(users, torch.device("cpu")).numpy(), model.score(users),
                                rtol=1e-5, atol=1e-5)  # without priors: the raw logits
