@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import reference_baselines as rb
-from bench.quality import GBDT, RESULTS, retail_descriptions, retail_records, retail_split_with_text, value
+from bench.fits import GBDT, RESULTS, value
+from bench.retail_protocol import retail_descriptions, retail_records, retail_split_with_text
 from recsys_tasks.models import NextPurchaseGBDT, build_model
 
 MONTHS = tuple(dt.date(2011, m, 1) for m in range(3, 10))  # 2011-09-01 + 30 days is the data's last day

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from bench import reference_baselines as rb
-from bench.quality import STUDENT, TEACHER, base_embeddings, scientific_texts
+from bench.amazon_protocols import scientific_texts
+from bench.fits import STUDENT, TEACHER, base_embeddings
 from recsys_tasks.models import top_k
 from recsys_tasks.models.device import autocast, cpu_has_native_bf16, torch_device
 
@@ -154,7 +155,8 @@ def chosen_teacher_weights(protocol: str, fallback: tuple[float, float]) -> tupl
 
 def online_retail_scoring(device: torch.device, seconds: float, ceiling_gflops: float) -> dict:
     """Return teacher against student scoring on protocol B's test split (top-20), each fitted in `seconds`."""
-    from bench.quality import PRIOR_LAMBDA, retail_descriptions, retail_split_with_text
+    from bench.fits import PRIOR_LAMBDA
+    from bench.retail_protocol import retail_descriptions, retail_split_with_text
 
     data = retail_split_with_text(rb.retail_purchases(rb.DATASETS_DIR), retail_descriptions(rb.DATASETS_DIR),
                                   "test").data
