@@ -15,6 +15,7 @@ from recsys_tasks.models import NextPurchaseGBDT, TrainingData
 
 COLD_SHARE, COLD_SEED = 0.10, 7  # EVALUATION.md: 10% of the items drawn with a fixed seed
 
+
 # ---------------------------------------------------------------- protocol A (and its cold-start variant)
 
 def scientific_texts(datasets: Path) -> list[str]:

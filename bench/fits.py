@@ -87,6 +87,8 @@ def item_text_vectors(kind: str, name: str, texts: list[str], data: TrainingData
     return base_embeddings(name, texts)
 
 
+# ---------------------------------------------------------------- the models and their records
+
 def rank_records(dataset: str, protocol: str, split: str, name: str, model, data: TrainingData,
                  targets: np.ndarray, tracks: tuple[str, ...], k: int, users: np.ndarray | None = None,
                  history=None) -> list[dict]:

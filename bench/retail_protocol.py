@@ -14,6 +14,7 @@ from bench.fits import GBDT, blend_records, carried_prior_boost, fit_language_mo
 from recsys_tasks.metrics import ndcg_at_k, recall_at_k
 from recsys_tasks.models import NextPurchaseGBDT, TrainingData, top_k
 
+
 def retail_descriptions(datasets: Path) -> dict[str, str]:
     """Return each StockCode's most frequent description."""
     files = sorted((datasets / "online-retail" / "by-day").glob("*.csv"))
