@@ -1,10 +1,12 @@
 """bench.quality's own choices, which decide what quality.json reports: the blend's recipe, the served model, merges."""
 import pytest
 
-from bench.fits import BLEND_WEIGHTS, blend_records
+from bench.fits import BLEND_WEIGHTS, STUDENT_PRIOR_BOOSTS, blend_records, carried_prior_boost
 from bench.quality import merge_records, served_records
 from recsys_tasks.models import Blend, build_model
 from tests.unit.test_next_purchase import shop
+from tests.unit.test_student import small_student
+from tests.unit.test_teacher import chain_data, small_teacher
 
 
 def rec(dataset, protocol, split, track, model, value, **extra):
@@ -43,6 +45,32 @@ def test_blend_records_pick_the_two_best_fitted_and_the_weight_validation_likes_
     seen.clear()
     rows = blend_records("online-retail", "test", fitted, [], lambda n, b: evaluate(n, b, "test"), chosen)
     assert seen == [("test", ["repeat", "ease"], 0.7)] and rows[0]["split"] == "test"
+
+
+def test_carried_prior_boost_keeps_the_most_of_the_teacher_on_the_worse_track_then_reuses_it_on_test():
+    chain = chain_data()
+    teacher = small_teacher(epochs=2, prior_weight=1.0, prior_lambda=5.0).fit(chain)
+    student = small_student(epochs=2, prior_rank=4).with_teacher(teacher).fit(chain)
+    teacher_rows = [rec("online-retail", "B", "valid", "all", "teacher", 0.30),
+                    rec("online-retail", "B", "valid", "new", "teacher", 0.10)]
+    seen = []
+
+    def evaluate(model):  # stand-in metric: the boost trades the all track for the new one
+        seen.append(model.prior_boost)
+        return [rec("online-retail", "B", "valid", "all", "student", 0.30 - 0.02 * model.prior_boost),
+                rec("online-retail", "B", "valid", "new", "student", 0.05 + 0.02 * model.prior_boost)]
+
+    chosen = {}
+    report = carried_prior_boost("B", student, teacher_rows, evaluate, chosen)
+    # worst-track shares: x1 0.70, x1.5 0.80, x2 0.867 (all 0.26 / 0.30), x3 0.80 (all 0.24 / 0.30)
+    assert seen == list(STUDENT_PRIOR_BOOSTS) and chosen["B-student-prior-boost"] == 2.0
+    assert student.prior_boost == 2.0 and report["boost"] == 2.0 and report["prior_rank"] == 4
+    assert report["worst_track_share_on_validation"]["3"] == pytest.approx(0.8)
+
+    seen.clear()
+    student.set_prior_boost(1.0)
+    assert carried_prior_boost("B", student, teacher_rows, evaluate, chosen)["boost"] == 2.0
+    assert seen == [] and student.prior_boost == 2.0  # test: the boost validation chose, nothing re-picked
 
 
 def test_quality_merge_keeps_the_parts_not_redone_and_drops_served():
