@@ -228,13 +228,12 @@ class Student(SequenceRecommender):
         return scores
 
     def score_tensor(self, user_idx: np.ndarray) -> torch.Tensor:
-        """Return score(user_idx) as a new float32 tensor computed on the model's device (a GPU when there is one),
-        so that top_k selects there and only each user's k best cross to the host."""
+        """Return score(user_idx) as a new float32 tensor computed by torch on the model's device (a GPU when there is
+        one), so that top_k selects there and only each user's k best cross to the host. On a CPU too: NumPy's BLAS
+        computes this thin product faster alone, but its worker threads then spin beside torch's through the top-k
+        that follows and slow it more than they gained (bench/README "The exact top-K")."""
         self._check_fitted()
-        device = self._torch_device()
-        if device.type == "cpu":  # NumPy's BLAS computes this thin product 2x faster than torch on a CPU (bench/README)
-            return torch.from_numpy(self.score(user_idx))
-        return self._scores_on(user_idx, device)
+        return self._scores_on(user_idx, self._torch_device())
 
     def _scores_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
         """Return the scores computed by torch on device: the product, then the sparse bonus added in place."""
