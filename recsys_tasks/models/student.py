@@ -231,7 +231,7 @@ class Student(SequenceRecommender):
         """Return score(user_idx) as a new float32 tensor computed by torch on the model's device (a GPU when there is
         one), so that top_k selects there and only each user's k best cross to the host. On a CPU too: NumPy's BLAS
         computes this thin product faster alone, but its worker threads then spin beside torch's through the top-k
-        that follows and slow it more than they gained (bench/README "The exact top-K")."""
+        that follows and slow it more than they gained (bench/README "Speed")."""
         self._check_fitted()
         return self._scores_on(user_idx, self._torch_device())
 
