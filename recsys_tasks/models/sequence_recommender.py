@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from recsys_tasks.models.base import Evidence, Recommender, TrainingData
-from recsys_tasks.models.device import autocast, check_precision, torch_device
+from recsys_tasks.models.device import DeviceCopies, autocast, check_precision, torch_device
 from recsys_tasks.models.net_state import build_tower, net_arrays, restore_net
 from recsys_tasks.models.sequence_net import SequenceNet
 from recsys_tasks.models.sequence_training import all_items, trimmed
@@ -40,6 +40,7 @@ class SequenceRecommender(Recommender):
         self.uses_repeats = False
         self.uses_days = False
         self.fit_report: dict = {}
+        self._on_device = DeviceCopies()  # fitted arrays copied where score_tensor computes, once per fit and device
 
     def _encoder(self):
         raise NotImplementedError
@@ -62,6 +63,21 @@ class SequenceRecommender(Recommender):
 
     def _torch_device(self) -> torch.device:
         return torch_device(self.device)
+
+    def score_tensor(self, user_idx: np.ndarray) -> torch.Tensor:
+        """Return score(user_idx) as a new float32 tensor computed by torch on the model's device, where top_k selects,
+        so on a GPU only each user's k best cross to the host.
+
+        The CPU takes the same path, so every CPU run also runs the GPU's arithmetic and selects in torch's threads:
+        NumPy's BLAS computes the student's thin product faster alone, but its worker threads then spin beside
+        torch's through the top-k that follows and slow it more than they gained (bench/README "Speed").
+        """
+        self._check_fitted()
+        return self._scores_on(np.atleast_1d(np.asarray(user_idx, dtype=np.int64)), self._torch_device())
+
+    def _scores_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Return score(user_idx) for int64 user rows, computed by torch on device."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def _logit_chunks(self, user_idx: np.ndarray, device: torch.device, chunk: int = 256):

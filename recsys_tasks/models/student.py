@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys_tasks.models.base import TrainingData
-from recsys_tasks.models.device import (DeviceCopies, TimeBudget, add_sparse, autocast, batch_size_for,
+from recsys_tasks.models.device import (TimeBudget, add_sparse, autocast, batch_size_for,
                                         seed_everything, uses_bf16)
 from recsys_tasks.models.distillation import distillation_loss, history_matrix, low_rank_prior
 from recsys_tasks.models.sequence_net import PooledEncoder
@@ -76,7 +76,6 @@ class Student(SequenceRecommender):
         self.user_vectors: np.ndarray | None = None  # (n_users, dim [+ rank]) float32, the prior's weight folded in
         self.item_vectors: np.ndarray | None = None  # (n_items, dim [+ rank]) float32, the logit scale folded in
         self.repeat_bonus: sp.csr_matrix | None = None  # (n_users, n_items) float32 on the users' own items
-        self._on_device = DeviceCopies()  # item_vectors where score_tensor computes
         self._teacher: Teacher | None = None
 
     def get_params(self) -> dict:
@@ -227,17 +226,8 @@ class Student(SequenceRecommender):
         scores[bonus.row, bonus.col] += bonus.data
         return scores
 
-    def score_tensor(self, user_idx: np.ndarray) -> torch.Tensor:
-        """Return score(user_idx) as a new float32 tensor computed by torch on the model's device (a GPU when there is
-        one), so that top_k selects there and only each user's k best cross to the host. On a CPU too: NumPy's BLAS
-        computes this thin product faster alone, but its worker threads then spin beside torch's through the top-k
-        that follows and slow it more than they gained (bench/README "Speed")."""
-        self._check_fitted()
-        return self._scores_on(user_idx, self._torch_device())
-
     def _scores_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
         """Return the scores computed by torch on device: the product, then the sparse bonus added in place."""
-        user_idx = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
         items = self._on_device.get("item vectors", self.item_vectors, device)  # once per fit or load and device
         users = torch.as_tensor(self.user_vectors[user_idx], device=device)
         return add_sparse(users @ items.T, self.repeat_bonus[user_idx])

@@ -19,7 +19,7 @@ import torch
 
 from recsys_tasks.models.base import TrainingData
 from recsys_tasks.models.ease import EASE
-from recsys_tasks.models.device import (DeviceCopies, TimeBudget, add_sparse, batch_size_for, seed_everything,
+from recsys_tasks.models.device import (TimeBudget, add_sparse, batch_size_for, seed_everything,
                                         uses_bf16)
 from recsys_tasks.models.sequence_net import TransformerEncoder
 from recsys_tasks.models.sequence_recommender import SequenceRecommender
@@ -67,7 +67,6 @@ class Teacher(SequenceRecommender):
         self.bought: sp.csr_matrix | None = None  # (n_users, n_items) float32 log(1 + purchases)
         self.time_budget_s = time_budget_s  # float | None: wall-clock limit of fit (None: epochs decide)
         self.prior: EASE | None = None
-        self._on_device = DeviceCopies()  # the prior's weights and kept items where score_tensor computes
 
     def get_params(self) -> dict:
         return {"dim": self.dim, "layers": self.layers, "heads": self.heads, "max_len": self.max_len,
@@ -118,19 +117,10 @@ class Teacher(SequenceRecommender):
         self._check_fitted()
         return self.combine(self.components(np.atleast_1d(np.asarray(user_idx, dtype=np.int64))))
 
-    def score_tensor(self, user_idx: np.ndarray) -> torch.Tensor:
-        """Return score(user_idx) as a new float32 tensor on the model's device, where top_k selects.
-
-        The logits, the item-item prior (a sparse product with EASE's weights, copied to the device once) and the
-        buy-again term are computed and added by torch where the logits lie, so on a GPU only each user's k best
-        cross to the host. The CPU takes the same path, so every CPU run also runs the GPU's arithmetic: there it is as
-        fast as score()'s NumPy (bench/README "The exact top-K") and gives the same lists.
-        """
-        self._check_fitted()
-        return self._scores_on(np.atleast_1d(np.asarray(user_idx, dtype=np.int64)), self._torch_device())
-
     def _scores_on(self, user_idx: np.ndarray, device: torch.device) -> torch.Tensor:
-        """combine(components(user_idx)) computed by torch on device."""
+        """combine(components(user_idx)) computed by torch on device: the logits, the item-item prior (a sparse
+        product with EASE's weights, copied to the device once) and the buy-again term are added where the logits
+        lie. On the CPU as fast as score()'s NumPy, with the same lists (bench/README "The exact top-K")."""
         logits = self._logits_on(user_idx, device)
         use_prior, use_again = self._terms()
         if not (use_prior or use_again):
